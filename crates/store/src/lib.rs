@@ -1,1 +1,693 @@
-//! placeholder
+//! Latch's persistence: sea-orm entities, migrations, and the implementation of
+//! [`domain::ports::Store`] on SQLite and Postgres.
+//!
+//! Every query is scoped by project. Single-use state changes are conditional `UPDATE`s whose
+//! row count is the only evidence of success (architecture §4); write transactions on SQLite
+//! begin `IMMEDIATE`, so a race waits for the lock instead of failing with SQLITE_BUSY.
+//! Depends on `domain` and sea-orm only: never on HTTP or Redis.
+
+mod entity;
+mod migration;
+
+use domain::Error;
+use domain::crypto::Sealed;
+use domain::ids::UserRef;
+use domain::model::*;
+use entity::{project, project_secret, recovery_code, totp, user, user_email, user_phone};
+use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database, DatabaseBackend,
+    DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+use serde_json::{Map, Value};
+use std::time::Duration;
+
+pub use migration::Migrator;
+
+/// Connection pool settings.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    /// Postgres only: the schema to use (tests give each run its own).
+    pub schema: Option<String>,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings { max_connections: 8, acquire_timeout: Duration::from_secs(5), schema: None }
+    }
+}
+
+/// The database behind the storage port.
+#[derive(Clone)]
+pub struct Db {
+    conn: DatabaseConnection,
+}
+
+/// Postgres advisory lock key held while migrations run, so replicas starting together do not
+/// race (spec §5.21). The bytes spell "latchmig".
+const MIGRATION_LOCK: i64 = 0x6c61_7463_686d_6967;
+
+fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    Some(rest.split('?').next().unwrap_or(rest))
+}
+
+impl Db {
+    /// Connects to `sqlite://path` (created with its folder if missing) or `postgres://…`.
+    pub async fn connect(url: &str, pool: &PoolSettings) -> Result<Db, DbErr> {
+        let mut opt = ConnectOptions::new(url.to_owned());
+        opt.max_connections(pool.max_connections)
+            .min_connections(0)
+            .acquire_timeout(pool.acquire_timeout)
+            .connect_timeout(Duration::from_secs(5))
+            .sqlx_logging(false)
+            .test_before_acquire(false);
+        if let Some(schema) = &pool.schema {
+            opt.set_schema_search_path(schema.clone());
+        }
+        if let Some(path) = sqlite_path(url) {
+            if path != ":memory:" {
+                if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| DbErr::Custom(format!("cannot create {}: {e}", dir.display())))?;
+                }
+            }
+            opt.map_sqlx_sqlite_opts(|o| {
+                o.create_if_missing(true)
+                    .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+        }
+        Ok(Db { conn: Database::connect(opt).await? })
+    }
+
+    pub fn backend(&self) -> DatabaseBackend {
+        self.conn.get_database_backend()
+    }
+
+    /// Applies pending migrations; on Postgres under an advisory lock.
+    pub async fn migrate(&self) -> Result<(), DbErr> {
+        if self.backend() == DatabaseBackend::Postgres {
+            let txn = self.conn.begin().await?;
+            txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")).await?;
+            Migrator::up(&txn, None).await?;
+            txn.commit().await
+        } else {
+            Migrator::up(&self.conn, None).await
+        }
+    }
+
+    /// Answers a trivial query (for readiness checks).
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.conn.ping().await
+    }
+
+    pub async fn close(self) -> Result<(), DbErr> {
+        self.conn.close().await
+    }
+
+    /// The raw connection, for tests that inspect what is stored.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    async fn write(&self) -> Result<DatabaseTransaction, Error> {
+        self.conn
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await
+            .map_err(db_err)
+    }
+}
+
+fn db_err(e: DbErr) -> Error {
+    Error::internal(e)
+}
+
+/// Maps a unique violation to the domain error its index stands for.
+fn unique_err(e: DbErr) -> Error {
+    if let Some(SqlErr::UniqueConstraintViolation(msg)) = e.sql_err() {
+        if msg.contains("email") {
+            return Error::DuplicateEmail;
+        }
+        if msg.contains("phone") {
+            return Error::DuplicatePhoneNumber;
+        }
+        if msg.contains("external_id") {
+            return Error::DuplicateUserExternalId;
+        }
+        if msg.contains("totps") {
+            return Error::ActiveTotpExists;
+        }
+    }
+    db_err(e)
+}
+
+fn parse_object(s: &str) -> Result<Map<String, Value>, Error> {
+    serde_json::from_str(s).map_err(Error::internal)
+}
+
+fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, Error> {
+    serde_json::to_string(v).map_err(Error::internal)
+}
+
+/// Takes the user's row lock (Postgres) or the write lock (SQLite) and checks it exists.
+async fn touch_user(txn: &DatabaseTransaction, project_id: &str, user_id: &str, now: i64) -> Result<(), Error> {
+    let r = user::Entity::update_many()
+        .col_expr(user::Column::UpdatedAt, Expr::value(now))
+        .filter(user::Column::Id.eq(user_id))
+        .filter(user::Column::ProjectId.eq(project_id))
+        .exec(txn)
+        .await
+        .map_err(db_err)?;
+    if r.rows_affected == 1 { Ok(()) } else { Err(Error::UserNotFound) }
+}
+
+/// After a success: the failure counter starts again and a pending user becomes active.
+async fn note_success(txn: &DatabaseTransaction, project_id: &str, user_id: &str, now: i64) -> Result<(), Error> {
+    user::Entity::update_many()
+        .col_expr(user::Column::FailedAttempts, Expr::value(0))
+        .col_expr(user::Column::Status, Expr::value(UserStatus::Active.as_str()))
+        .col_expr(user::Column::UpdatedAt, Expr::value(now))
+        .filter(user::Column::Id.eq(user_id))
+        .filter(user::Column::ProjectId.eq(project_id))
+        .exec(txn)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+fn visible_totps(now: i64) -> Condition {
+    Condition::any().add(totp::Column::Verified.eq(true)).add(totp::Column::ExpiresAt.gt(now))
+}
+
+fn stored_totp(m: totp::Model) -> StoredTotp {
+    StoredTotp {
+        id: m.id,
+        user_id: m.user_id,
+        verified: m.verified,
+        secret: Sealed { key_id: m.secret_key_id, bytes: m.secret_sealed },
+        expires_at: m.expires_at,
+        created_at: m.created_at,
+    }
+}
+
+#[async_trait::async_trait]
+impl domain::ports::Store for Db {
+    async fn project_auth(&self, project_id: &str) -> Result<Option<(Project, Vec<Vec<u8>>)>, Error> {
+        let Some(p) = project::Entity::find_by_id(project_id).one(&self.conn).await.map_err(db_err)? else {
+            return Ok(None);
+        };
+        let env = domain::ids::Environment::parse(&p.environment)
+            .ok_or_else(|| Error::internal(format!("project {} has environment {:?}", p.id, p.environment)))?;
+        let secrets = project_secret::Entity::find()
+            .filter(project_secret::Column::ProjectId.eq(project_id))
+            .filter(project_secret::Column::RevokedAt.is_null())
+            .all(&self.conn)
+            .await
+            .map_err(db_err)?;
+        Ok(Some((
+            Project { id: p.id, env, name: p.name },
+            secrets.into_iter().map(|s| s.secret_hash).collect(),
+        )))
+    }
+
+    async fn insert_project(&self, p: &Project, secret_id: &str, secret_hash: &[u8], now: i64) -> Result<(), Error> {
+        let txn = self.write().await?;
+        project::Entity::insert(project::ActiveModel {
+            id: Set(p.id.clone()),
+            name: Set(p.name.clone()),
+            environment: Set(p.env.as_str().to_owned()),
+            created_at: Set(now),
+        })
+        .exec(&txn)
+        .await
+        .map_err(db_err)?;
+        project_secret::Entity::insert(project_secret::ActiveModel {
+            id: Set(secret_id.to_owned()),
+            project_id: Set(p.id.clone()),
+            secret_hash: Set(secret_hash.to_vec()),
+            created_at: Set(now),
+            revoked_at: Set(None),
+        })
+        .exec(&txn)
+        .await
+        .map_err(db_err)?;
+        txn.commit().await.map_err(db_err)
+    }
+
+    async fn count_projects(&self) -> Result<u64, Error> {
+        project::Entity::find().count(&self.conn).await.map_err(db_err)
+    }
+
+    async fn insert_user(&self, project_id: &str, u: &NewUser) -> Result<(), Error> {
+        let txn = self.write().await?;
+        user::Entity::insert(user::ActiveModel {
+            id: Set(u.id.clone()),
+            project_id: Set(project_id.to_owned()),
+            external_id: Set(u.external_id.clone()),
+            status: Set(u.status.as_str().to_owned()),
+            first_name: Set(u.name.first_name.clone()),
+            middle_name: Set(u.name.middle_name.clone()),
+            last_name: Set(u.name.last_name.clone()),
+            trusted_metadata: Set(to_json(&u.trusted_metadata)?),
+            untrusted_metadata: Set(to_json(&u.untrusted_metadata)?),
+            roles: Set(to_json(&u.roles)?),
+            failed_attempts: Set(0),
+            lock_created_at: Set(None),
+            lock_expires_at: Set(None),
+            created_at: Set(u.created_at),
+            updated_at: Set(u.created_at),
+        })
+        .exec(&txn)
+        .await
+        .map_err(unique_err)?;
+        if let Some(e) = &u.email {
+            user_email::Entity::insert(user_email::ActiveModel {
+                id: Set(e.id.clone()),
+                project_id: Set(project_id.to_owned()),
+                user_id: Set(u.id.clone()),
+                email: Set(e.email.clone()),
+                verified: Set(e.verified),
+                created_at: Set(u.created_at),
+            })
+            .exec(&txn)
+            .await
+            .map_err(unique_err)?;
+        }
+        if let Some(ph) = &u.phone_number {
+            user_phone::Entity::insert(user_phone::ActiveModel {
+                id: Set(ph.id.clone()),
+                project_id: Set(project_id.to_owned()),
+                user_id: Set(u.id.clone()),
+                phone_number: Set(ph.phone_number.clone()),
+                verified: Set(ph.verified),
+                created_at: Set(u.created_at),
+            })
+            .exec(&txn)
+            .await
+            .map_err(unique_err)?;
+        }
+        txn.commit().await.map_err(db_err)
+    }
+
+    async fn find_user(&self, project_id: &str, r: &UserRef, now: i64) -> Result<Option<User>, Error> {
+        let q = user::Entity::find().filter(user::Column::ProjectId.eq(project_id));
+        let q = match r {
+            UserRef::Id(id) => q.filter(user::Column::Id.eq(id.as_str())),
+            UserRef::External(ext) => q.filter(user::Column::ExternalId.eq(ext.as_str())),
+        };
+        let Some(u) = q.one(&self.conn).await.map_err(db_err)? else { return Ok(None) };
+        let emails = user_email::Entity::find()
+            .filter(user_email::Column::ProjectId.eq(project_id))
+            .filter(user_email::Column::UserId.eq(u.id.as_str()))
+            .order_by_asc(user_email::Column::CreatedAt)
+            .order_by_asc(user_email::Column::Id)
+            .all(&self.conn)
+            .await
+            .map_err(db_err)?;
+        let phones = user_phone::Entity::find()
+            .filter(user_phone::Column::ProjectId.eq(project_id))
+            .filter(user_phone::Column::UserId.eq(u.id.as_str()))
+            .order_by_asc(user_phone::Column::CreatedAt)
+            .order_by_asc(user_phone::Column::Id)
+            .all(&self.conn)
+            .await
+            .map_err(db_err)?;
+        let totps = totp::Entity::find()
+            .filter(totp::Column::ProjectId.eq(project_id))
+            .filter(totp::Column::UserId.eq(u.id.as_str()))
+            .filter(visible_totps(now))
+            .order_by_asc(totp::Column::CreatedAt)
+            .order_by_asc(totp::Column::Id)
+            .all(&self.conn)
+            .await
+            .map_err(db_err)?;
+        let lock = match (u.lock_created_at, u.lock_expires_at) {
+            (Some(created_at), Some(expires_at)) => Some(Lock { created_at, expires_at }),
+            _ => None,
+        };
+        Ok(Some(User {
+            status: UserStatus::parse(&u.status)
+                .ok_or_else(|| Error::internal(format!("user {} has status {:?}", u.id, u.status)))?,
+            external_id: u.external_id,
+            name: Name { first_name: u.first_name, middle_name: u.middle_name, last_name: u.last_name },
+            emails: emails
+                .into_iter()
+                .map(|e| Email { id: e.id, email: e.email, verified: e.verified })
+                .collect(),
+            phone_numbers: phones
+                .into_iter()
+                .map(|p| PhoneNumber { id: p.id, phone_number: p.phone_number, verified: p.verified })
+                .collect(),
+            totps: totps.into_iter().map(|t| TotpSummary { id: t.id, verified: t.verified }).collect(),
+            trusted_metadata: parse_object(&u.trusted_metadata)?,
+            untrusted_metadata: parse_object(&u.untrusted_metadata)?,
+            roles: serde_json::from_str(&u.roles).map_err(Error::internal)?,
+            created_at: u.created_at,
+            lock,
+            id: u.id,
+        }))
+    }
+
+    async fn update_user(&self, project_id: &str, user_id: &str, patch: &UserPatch, now: i64) -> Result<(), Error> {
+        let txn = self.write().await?;
+        touch_user(&txn, project_id, user_id, now).await?;
+        let current = user::Entity::find_by_id(user_id)
+            .filter(user::Column::ProjectId.eq(project_id))
+            .one(&txn)
+            .await
+            .map_err(db_err)?
+            .ok_or(Error::UserNotFound)?;
+        let mut am: user::ActiveModel = current.clone().into();
+        if let Some(n) = &patch.name {
+            // A name field sent as null or left out keeps its value (spec §1.4).
+            if n.first_name.is_some() {
+                am.first_name = Set(n.first_name.clone());
+            }
+            if n.middle_name.is_some() {
+                am.middle_name = Set(n.middle_name.clone());
+            }
+            if n.last_name.is_some() {
+                am.last_name = Set(n.last_name.clone());
+            }
+        }
+        if let Some(ext) = &patch.external_id {
+            am.external_id = Set(Some(ext.clone()));
+        }
+        for (patch_meta, current_meta, slot) in [
+            (&patch.trusted_metadata, &current.trusted_metadata, &mut am.trusted_metadata),
+            (&patch.untrusted_metadata, &current.untrusted_metadata, &mut am.untrusted_metadata),
+        ] {
+            if let Some(p) = patch_meta {
+                let mut merged = parse_object(current_meta)?;
+                domain::validate::merge_metadata(&mut merged, p);
+                domain::validate::metadata(&merged)?;
+                *slot = Set(to_json(&merged)?);
+            }
+        }
+        if let Some(r) = &patch.roles {
+            am.roles = Set(to_json(r)?);
+        }
+        user::Entity::update(am).exec(&txn).await.map_err(unique_err)?;
+        txn.commit().await.map_err(db_err)
+    }
+
+    async fn delete_user(&self, project_id: &str, user_id: &str) -> Result<bool, Error> {
+        let txn = self.write().await?;
+        recovery_code::Entity::delete_many()
+            .filter(recovery_code::Column::ProjectId.eq(project_id))
+            .filter(recovery_code::Column::UserId.eq(user_id))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        totp::Entity::delete_many()
+            .filter(totp::Column::ProjectId.eq(project_id))
+            .filter(totp::Column::UserId.eq(user_id))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        user_email::Entity::delete_many()
+            .filter(user_email::Column::ProjectId.eq(project_id))
+            .filter(user_email::Column::UserId.eq(user_id))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        user_phone::Entity::delete_many()
+            .filter(user_phone::Column::ProjectId.eq(project_id))
+            .filter(user_phone::Column::UserId.eq(user_id))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        let r = user::Entity::delete_many()
+            .filter(user::Column::ProjectId.eq(project_id))
+            .filter(user::Column::Id.eq(user_id))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        txn.commit().await.map_err(db_err)?;
+        Ok(r.rows_affected == 1)
+    }
+
+    async fn record_failure(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        now: i64,
+        policy: LockPolicy,
+    ) -> Result<Option<i64>, Error> {
+        let until = now + policy.lock_secs;
+        let next = Expr::col(user::Column::FailedAttempts).add(1);
+        let locks = Expr::col(user::Column::FailedAttempts).add(1).gte(i64::from(policy.max_failures));
+        let txn = self.write().await?;
+        // One conditional write: count the failure and, at the limit, set the lock and start the
+        // counter again; a user already locked is left alone (R-RC-2).
+        let r = user::Entity::update_many()
+            .col_expr(user::Column::FailedAttempts, CaseStatement::new().case(locks.clone(), 0).finally(next).into())
+            .col_expr(
+                user::Column::LockCreatedAt,
+                CaseStatement::new().case(locks.clone(), now).finally(Expr::col(user::Column::LockCreatedAt)).into(),
+            )
+            .col_expr(
+                user::Column::LockExpiresAt,
+                CaseStatement::new().case(locks, until).finally(Expr::col(user::Column::LockExpiresAt)).into(),
+            )
+            .filter(user::Column::Id.eq(user_id))
+            .filter(user::Column::ProjectId.eq(project_id))
+            .filter(
+                Condition::any()
+                    .add(user::Column::LockExpiresAt.is_null())
+                    .add(user::Column::LockExpiresAt.lte(now)),
+            )
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        // Inside the transaction the row is ours: a counter back at zero means this write set
+        // the lock.
+        let after = user::Entity::find_by_id(user_id).one(&txn).await.map_err(db_err)?;
+        txn.commit().await.map_err(db_err)?;
+        let set_lock = r.rows_affected == 1 && after.as_ref().is_some_and(|u| u.failed_attempts == 0);
+        Ok(after.and_then(|u| u.lock_expires_at).filter(|_| set_lock))
+    }
+
+    async fn insert_totp(&self, project_id: &str, t: &NewTotp, now: i64) -> Result<(), Error> {
+        let txn = self.write().await?;
+        touch_user(&txn, project_id, &t.user_id, now).await?;
+        let verified = totp::Entity::find()
+            .filter(totp::Column::ProjectId.eq(project_id))
+            .filter(totp::Column::UserId.eq(t.user_id.as_str()))
+            .filter(totp::Column::Verified.eq(true))
+            .count(&txn)
+            .await
+            .map_err(db_err)?;
+        if verified > 0 {
+            return Err(Error::ActiveTotpExists);
+        }
+        // A new create replaces a pending TOTP (spec §5.2) and purges expired ones.
+        let pending: Vec<String> = totp::Entity::find()
+            .filter(totp::Column::ProjectId.eq(project_id))
+            .filter(totp::Column::UserId.eq(t.user_id.as_str()))
+            .filter(totp::Column::Verified.eq(false))
+            .all(&txn)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        if !pending.is_empty() {
+            recovery_code::Entity::delete_many()
+                .filter(recovery_code::Column::ProjectId.eq(project_id))
+                .filter(recovery_code::Column::TotpId.is_in(pending.clone()))
+                .exec(&txn)
+                .await
+                .map_err(db_err)?;
+            totp::Entity::delete_many()
+                .filter(totp::Column::ProjectId.eq(project_id))
+                .filter(totp::Column::Id.is_in(pending))
+                .exec(&txn)
+                .await
+                .map_err(db_err)?;
+        }
+        totp::Entity::insert(totp::ActiveModel {
+            id: Set(t.id.clone()),
+            project_id: Set(project_id.to_owned()),
+            user_id: Set(t.user_id.clone()),
+            secret_key_id: Set(t.secret.key_id.clone()),
+            secret_sealed: Set(t.secret.bytes.clone()),
+            verified: Set(false),
+            expires_at: Set(Some(t.expires_at)),
+            last_used_step: Set(None),
+            created_at: Set(t.created_at),
+        })
+        .exec(&txn)
+        .await
+        .map_err(unique_err)?;
+        let codes = t.recovery_codes.iter().enumerate().map(|(i, c)| recovery_code::ActiveModel {
+            id: Set(c.id.clone()),
+            project_id: Set(project_id.to_owned()),
+            user_id: Set(t.user_id.clone()),
+            totp_id: Set(t.id.clone()),
+            code_index: Set(c.index.clone()),
+            index_key_id: Set(c.index_key_id.clone()),
+            code_key_id: Set(c.sealed.key_id.clone()),
+            code_sealed: Set(c.sealed.bytes.clone()),
+            position: Set(i64::try_from(i).unwrap_or(i64::MAX)),
+            used_at: Set(None),
+            created_at: Set(t.created_at),
+        });
+        recovery_code::Entity::insert_many(codes).exec(&txn).await.map_err(db_err)?;
+        txn.commit().await.map_err(db_err)
+    }
+
+    async fn usable_totps(&self, project_id: &str, user_id: &str, now: i64) -> Result<Vec<StoredTotp>, Error> {
+        Ok(totp::Entity::find()
+            .filter(totp::Column::ProjectId.eq(project_id))
+            .filter(totp::Column::UserId.eq(user_id))
+            .filter(visible_totps(now))
+            .order_by_desc(totp::Column::Verified)
+            .order_by_desc(totp::Column::CreatedAt)
+            .all(&self.conn)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(stored_totp)
+            .collect())
+    }
+
+    async fn accept_totp_step(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        totp_id: &str,
+        step: i64,
+        now: i64,
+    ) -> Result<bool, Error> {
+        let txn = self.write().await?;
+        // The compare-and-set of spec §5.5: the step only moves forward, once.
+        let r = totp::Entity::update_many()
+            .col_expr(totp::Column::LastUsedStep, Expr::value(step))
+            .col_expr(totp::Column::Verified, Expr::value(true))
+            .col_expr(totp::Column::ExpiresAt, Expr::value(Option::<i64>::None))
+            .filter(totp::Column::Id.eq(totp_id))
+            .filter(totp::Column::ProjectId.eq(project_id))
+            .filter(totp::Column::UserId.eq(user_id))
+            .filter(visible_totps(now))
+            .filter(
+                Condition::any()
+                    .add(totp::Column::LastUsedStep.is_null())
+                    .add(totp::Column::LastUsedStep.lt(step)),
+            )
+            .exec(&txn)
+            .await
+            .map_err(unique_err)?;
+        if r.rows_affected != 1 {
+            txn.rollback().await.map_err(db_err)?;
+            return Ok(false);
+        }
+        note_success(&txn, project_id, user_id, now).await?;
+        txn.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
+    async fn unused_recovery_codes(&self, project_id: &str, totp_ids: &[String]) -> Result<Vec<StoredRecoveryCode>, Error> {
+        if totp_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(recovery_code::Entity::find()
+            .filter(recovery_code::Column::ProjectId.eq(project_id))
+            .filter(recovery_code::Column::TotpId.is_in(totp_ids.iter().map(String::as_str)))
+            .filter(recovery_code::Column::UsedAt.is_null())
+            .order_by_asc(recovery_code::Column::Position)
+            .all(&self.conn)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|c| StoredRecoveryCode {
+                id: c.id,
+                totp_id: c.totp_id,
+                sealed: Sealed { key_id: c.code_key_id, bytes: c.code_sealed },
+            })
+            .collect())
+    }
+
+    async fn find_recovery_code(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        candidates: &[Vec<u8>],
+    ) -> Result<Option<FoundRecoveryCode>, Error> {
+        let Some(c) = recovery_code::Entity::find()
+            .filter(recovery_code::Column::ProjectId.eq(project_id))
+            .filter(recovery_code::Column::UserId.eq(user_id))
+            .filter(recovery_code::Column::CodeIndex.is_in(candidates.iter().cloned()))
+            .one(&self.conn)
+            .await
+            .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        let verified = totp::Entity::find_by_id(c.totp_id.as_str())
+            .filter(totp::Column::ProjectId.eq(project_id))
+            .one(&self.conn)
+            .await
+            .map_err(db_err)?
+            .is_some_and(|t| t.verified);
+        Ok(Some(FoundRecoveryCode { id: c.id, totp_id: c.totp_id, totp_verified: verified, used: c.used_at.is_some() }))
+    }
+
+    async fn spend_recovery_code(&self, project_id: &str, user_id: &str, code_id: &str, now: i64) -> Result<bool, Error> {
+        let txn = self.write().await?;
+        // R-RC-1: exactly one request can move used_at from NULL.
+        let r = recovery_code::Entity::update_many()
+            .col_expr(recovery_code::Column::UsedAt, Expr::value(now))
+            .filter(recovery_code::Column::Id.eq(code_id))
+            .filter(recovery_code::Column::ProjectId.eq(project_id))
+            .filter(recovery_code::Column::UserId.eq(user_id))
+            .filter(recovery_code::Column::UsedAt.is_null())
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        if r.rows_affected != 1 {
+            txn.rollback().await.map_err(db_err)?;
+            return Ok(false);
+        }
+        note_success(&txn, project_id, user_id, now).await?;
+        txn.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
+    async fn delete_totp(&self, project_id: &str, totp_id: &str) -> Result<Option<String>, Error> {
+        let txn = self.write().await?;
+        let Some(t) = totp::Entity::find_by_id(totp_id)
+            .filter(totp::Column::ProjectId.eq(project_id))
+            .one(&txn)
+            .await
+            .map_err(db_err)?
+        else {
+            txn.rollback().await.map_err(db_err)?;
+            return Ok(None);
+        };
+        recovery_code::Entity::delete_many()
+            .filter(recovery_code::Column::ProjectId.eq(project_id))
+            .filter(recovery_code::Column::TotpId.eq(totp_id))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        totp::Entity::delete_many()
+            .filter(totp::Column::ProjectId.eq(project_id))
+            .filter(totp::Column::Id.eq(totp_id))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        txn.commit().await.map_err(db_err)?;
+        Ok(Some(t.user_id))
+    }
+}

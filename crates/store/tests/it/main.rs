@@ -1,0 +1,200 @@
+//! The store suite: the same tests on SQLite and Postgres (one integration binary).
+
+mod support;
+
+use domain::Error;
+use domain::crypto::Sealed;
+use domain::ids::{self, Environment, Kind, UserRef};
+use domain::model::*;
+use domain::ports::Store;
+use futures::future::join_all;
+use serde_json::json;
+use store::Db;
+
+const NOW: i64 = 1_800_000_000;
+
+async fn project(db: &Db) -> String {
+    let p = Project { id: ids::mint(Kind::Project, Environment::Test), env: Environment::Test, name: "T".into() };
+    db.insert_project(&p, &ids::mint(Kind::Secret, Environment::Test), &[7u8; 32], NOW).await.unwrap();
+    p.id
+}
+
+fn new_user(email: Option<&str>, external_id: Option<&str>) -> NewUser {
+    NewUser {
+        id: ids::mint(Kind::User, Environment::Test),
+        external_id: external_id.map(str::to_owned),
+        status: UserStatus::Pending,
+        name: Name { first_name: Some("Ada".into()), ..Name::default() },
+        email: email.map(|e| Email { id: ids::mint(Kind::Email, Environment::Test), email: e.into(), verified: false }),
+        phone_number: None,
+        trusted_metadata: json!({"a": 1}).as_object().unwrap().clone(),
+        untrusted_metadata: Default::default(),
+        roles: vec!["stytch_user".into()],
+        created_at: NOW,
+    }
+}
+
+fn sealed(b: u8) -> Sealed {
+    Sealed { key_id: "k1".into(), bytes: vec![b; 40] }
+}
+
+async fn user_with_totp(db: &Db, pid: &str) -> (String, String, Vec<String>) {
+    let u = new_user(Some(&format!("{}@example.com", uuid::Uuid::new_v4())), None);
+    db.insert_user(pid, &u).await.unwrap();
+    let totp_id = ids::mint(Kind::Totp, Environment::Test);
+    let codes: Vec<NewRecoveryCode> = (0..10u8)
+        .map(|i| NewRecoveryCode {
+            id: ids::mint(Kind::RecoveryCode, Environment::Test),
+            index_key_id: "k1".into(),
+            index: vec![i; 32],
+            sealed: sealed(i),
+        })
+        .collect();
+    let code_ids = codes.iter().map(|c| c.id.clone()).collect();
+    let t = NewTotp {
+        id: totp_id.clone(),
+        user_id: u.id.clone(),
+        secret: sealed(99),
+        expires_at: NOW + 600,
+        created_at: NOW,
+        recovery_codes: codes,
+    };
+    db.insert_totp(pid, &t, NOW).await.unwrap();
+    (u.id, totp_id, code_ids)
+}
+
+async fn users_are_unique_per_project_and_invisible_to_others(db: &Db) {
+    let (p1, p2) = (project(db).await, project(db).await);
+    let u = new_user(Some("ada@example.com"), Some("crm|1"));
+    db.insert_user(&p1, &u).await.unwrap();
+    let found = db.find_user(&p1, &UserRef::External("crm|1".into()), NOW).await.unwrap().unwrap();
+    assert_eq!(found.id, u.id);
+    assert_eq!(found.emails[0].email, "ada@example.com");
+    assert_eq!(found.trusted_metadata["a"], 1);
+    assert!(db.find_user(&p2, &UserRef::Id(u.id.clone()), NOW).await.unwrap().is_none());
+    let dup = db.insert_user(&p1, &new_user(Some("ada@example.com"), None)).await.unwrap_err();
+    assert_eq!(dup.error_type(), "duplicate_email");
+    let dup = db.insert_user(&p1, &new_user(Some("bob@example.com"), Some("crm|1"))).await.unwrap_err();
+    assert_eq!(dup.error_type(), "duplicate_user_external_id");
+    // Nothing of the failed insert was left behind.
+    assert!(db.find_user(&p1, &UserRef::External("crm|1".into()), NOW).await.unwrap().unwrap().id == u.id);
+    // The same email and external id are fine in another project.
+    db.insert_user(&p2, &new_user(Some("ada@example.com"), Some("crm|1"))).await.unwrap();
+    // Deleting from the wrong project deletes nothing.
+    assert!(!db.delete_user(&p2, &u.id).await.unwrap());
+    assert!(db.delete_user(&p1, &u.id).await.unwrap());
+    assert!(db.find_user(&p1, &UserRef::Id(u.id), NOW).await.unwrap().is_none());
+}
+on_both_backends!(users_are_unique_per_project_and_invisible_to_others);
+
+async fn metadata_patches_merge_and_null_deletes(db: &Db) {
+    let p = project(db).await;
+    let u = new_user(Some("m@example.com"), None);
+    db.insert_user(&p, &u).await.unwrap();
+    let patch = UserPatch {
+        trusted_metadata: Some(json!({"a": null, "b": [1, 2]}).as_object().unwrap().clone()),
+        name: Some(Name { last_name: Some("Lovelace".into()), ..Name::default() }),
+        ..UserPatch::default()
+    };
+    db.update_user(&p, &u.id, &patch, NOW + 1).await.unwrap();
+    let got = db.find_user(&p, &UserRef::Id(u.id.clone()), NOW).await.unwrap().unwrap();
+    assert_eq!(serde_json::Value::Object(got.trusted_metadata), json!({"b": [1, 2]}));
+    assert_eq!(got.name.first_name.as_deref(), Some("Ada"), "unset name parts are kept");
+    assert_eq!(got.name.last_name.as_deref(), Some("Lovelace"));
+}
+on_both_backends!(metadata_patches_merge_and_null_deletes);
+
+async fn a_time_step_is_accepted_once_under_concurrency(db: &Db) {
+    let p = project(db).await;
+    let (uid, tid, _) = user_with_totp(db, &p).await;
+    let results = join_all((0..20).map(|_| {
+        let (db, p, uid, tid) = (db.clone(), p.clone(), uid.clone(), tid.clone());
+        async move { db.accept_totp_step(&p, &uid, &tid, 1000, NOW).await.unwrap() }
+    }))
+    .await;
+    assert_eq!(results.iter().filter(|ok| **ok).count(), 1, "{results:?}");
+    // Earlier and equal steps are refused; a later one is accepted.
+    assert!(!db.accept_totp_step(&p, &uid, &tid, 999, NOW).await.unwrap());
+    assert!(db.accept_totp_step(&p, &uid, &tid, 1001, NOW).await.unwrap());
+    let u = db.find_user(&p, &UserRef::Id(uid.clone()), NOW).await.unwrap().unwrap();
+    assert_eq!(u.status, UserStatus::Active, "first success activates a pending user");
+    assert!(u.totps[0].verified);
+    // A verified TOTP never expires; another create is refused.
+    assert_eq!(db.usable_totps(&p, &uid, NOW + 10_000_000).await.unwrap().len(), 1);
+    let again = NewTotp {
+        id: ids::mint(Kind::Totp, Environment::Test),
+        user_id: uid.clone(),
+        secret: sealed(1),
+        expires_at: NOW + 600,
+        created_at: NOW,
+        recovery_codes: vec![],
+    };
+    assert!(matches!(db.insert_totp(&p, &again, NOW).await, Err(Error::ActiveTotpExists)));
+}
+on_both_backends!(a_time_step_is_accepted_once_under_concurrency);
+
+async fn a_recovery_code_is_spent_once_under_concurrency(db: &Db) {
+    let p = project(db).await;
+    let (uid, tid, code_ids) = user_with_totp(db, &p).await;
+    assert!(db.accept_totp_step(&p, &uid, &tid, 5, NOW).await.unwrap());
+    let found = db.find_recovery_code(&p, &uid, &[vec![3u8; 32]]).await.unwrap().unwrap();
+    assert_eq!(found.id, code_ids[3]);
+    assert!(found.totp_verified && !found.used);
+    let results = join_all((0..50).map(|_| {
+        let (db, p, uid, cid) = (db.clone(), p.clone(), uid.clone(), found.id.clone());
+        async move { db.spend_recovery_code(&p, &uid, &cid, NOW).await.unwrap() }
+    }))
+    .await;
+    assert_eq!(results.iter().filter(|ok| **ok).count(), 1);
+    assert!(db.find_recovery_code(&p, &uid, &[vec![3u8; 32]]).await.unwrap().unwrap().used);
+    let unused = db.unused_recovery_codes(&p, &[tid]).await.unwrap();
+    assert_eq!(unused.len(), 9);
+    assert!(unused.iter().all(|c| c.id != found.id));
+    // Codes come back in the order they were created.
+    let order: Vec<_> = unused.iter().map(|c| c.id.clone()).collect();
+    let want: Vec<_> = code_ids.iter().filter(|c| **c != found.id).cloned().collect();
+    assert_eq!(order, want);
+}
+on_both_backends!(a_recovery_code_is_spent_once_under_concurrency);
+
+async fn concurrent_failures_lock_the_user_exactly_once(db: &Db) {
+    let p = project(db).await;
+    let (uid, _, _) = user_with_totp(db, &p).await;
+    let policy = LockPolicy { max_failures: 10, lock_secs: 3600 };
+    let locks = join_all((0..25).map(|_| {
+        let (db, p, uid) = (db.clone(), p.clone(), uid.clone());
+        async move { db.record_failure(&p, &uid, NOW, policy).await.unwrap() }
+    }))
+    .await;
+    assert_eq!(locks.iter().filter(|l| l.is_some()).count(), 1, "the lock is set by exactly one failure");
+    let u = db.find_user(&p, &UserRef::Id(uid.clone()), NOW).await.unwrap().unwrap();
+    assert_eq!(u.lock, Some(Lock { created_at: NOW, expires_at: NOW + 3600 }));
+    // After the lock expires the count starts from zero: 9 more failures do not lock again.
+    for _ in 0..9 {
+        assert_eq!(db.record_failure(&p, &uid, NOW + 3600, policy).await.unwrap(), None);
+    }
+    assert_eq!(db.record_failure(&p, &uid, NOW + 3600, policy).await.unwrap(), Some(NOW + 7200));
+}
+on_both_backends!(concurrent_failures_lock_the_user_exactly_once);
+
+async fn a_new_create_replaces_the_pending_totp_and_expired_ones_vanish(db: &Db) {
+    let p = project(db).await;
+    let (uid, first, _) = user_with_totp(db, &p).await;
+    let second = NewTotp {
+        id: ids::mint(Kind::Totp, Environment::Test),
+        user_id: uid.clone(),
+        secret: sealed(2),
+        expires_at: NOW + 300,
+        created_at: NOW + 1,
+        recovery_codes: vec![],
+    };
+    db.insert_totp(&p, &second, NOW + 1).await.unwrap();
+    let usable = db.usable_totps(&p, &uid, NOW + 2).await.unwrap();
+    assert_eq!(usable.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), vec![second.id.as_str()]);
+    assert!(db.unused_recovery_codes(&p, &[first]).await.unwrap().is_empty(), "old codes deleted");
+    assert!(db.usable_totps(&p, &uid, NOW + 301).await.unwrap().is_empty(), "expired pending is invisible");
+    assert!(!db.accept_totp_step(&p, &uid, &second.id, 1, NOW + 301).await.unwrap());
+    assert_eq!(db.delete_totp(&p, &second.id).await.unwrap(), Some(uid));
+    assert_eq!(db.delete_totp(&p, &second.id).await.unwrap(), None);
+}
+on_both_backends!(a_new_create_replaces_the_pending_totp_and_expired_ones_vanish);
