@@ -22,7 +22,12 @@ pub struct Sealed {
 
 impl fmt::Debug for Sealed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Sealed {{ key_id: {:?}, {} bytes }}", self.key_id, self.bytes.len())
+        write!(
+            f,
+            "Sealed {{ key_id: {:?}, {} bytes }}",
+            self.key_id,
+            self.bytes.len()
+        )
     }
 }
 
@@ -77,7 +82,10 @@ impl KeyRing {
                 .decode(b64.trim().as_bytes())
                 .map_err(|_| KeyRingError::BadKey(id.to_owned()))?;
             let key: [u8; 32] = raw.try_into().map_err(|_| KeyRingError::BadKey(id.to_owned()))?;
-            keys.insert(id.to_owned(), RingKey::new(&key).map_err(|_| KeyRingError::BadKey(id.to_owned()))?);
+            keys.insert(
+                id.to_owned(),
+                RingKey::new(&key).map_err(|_| KeyRingError::BadKey(id.to_owned()))?,
+            );
         }
         if keys.is_empty() {
             return Err(KeyRingError::Empty);
@@ -85,7 +93,10 @@ impl KeyRing {
         if !keys.contains_key(active) {
             return Err(KeyRingError::ActiveMissing(active.to_owned()));
         }
-        Ok(KeyRing { active: active.to_owned(), keys })
+        Ok(KeyRing {
+            active: active.to_owned(),
+            keys,
+        })
     }
 
     /// A new random key, as the base64 text the configuration takes.
@@ -103,7 +114,9 @@ impl KeyRing {
     }
 
     fn active_key(&self) -> Result<&RingKey, Error> {
-        self.keys.get(&self.active).ok_or_else(|| Error::internal("active key missing from ring"))
+        self.keys
+            .get(&self.active)
+            .ok_or_else(|| Error::internal("active key missing from ring"))
     }
 
     /// Seals `plaintext` under the active key, bound to `aad` (the row id).
@@ -113,29 +126,53 @@ impl KeyRing {
         let ct = self
             .active_key()?
             .aead
-            .encrypt(&nonce, Payload { msg: plaintext, aad: aad.as_bytes() })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: aad.as_bytes(),
+                },
+            )
             .map_err(|_| Error::internal("sealing failed"))?;
         let mut bytes = Vec::with_capacity(NONCE_LEN + ct.len());
         bytes.extend_from_slice(&nonce_bytes);
         bytes.extend_from_slice(&ct);
-        Ok(Sealed { key_id: self.active.clone(), bytes })
+        Ok(Sealed {
+            key_id: self.active.clone(),
+            bytes,
+        })
     }
 
     /// Opens a sealed value. An unknown key id, a different row id or any tampering fails
     /// closed with an internal error (R-OTP-7), never a wrong plaintext.
     pub fn open(&self, sealed: &Sealed, aad: &str) -> Result<Vec<u8>, Error> {
         let key = self.keys.get(&sealed.key_id).ok_or_else(|| {
-            Error::internal(format!("value sealed under key {:?}, which is not in the ring", sealed.key_id))
+            Error::internal(format!(
+                "value sealed under key {:?}, which is not in the ring",
+                sealed.key_id
+            ))
         })?;
         if sealed.bytes.len() < NONCE_LEN {
             return Err(Error::internal("sealed value is truncated"));
         }
         let (nonce_bytes, ct) = sealed.bytes.split_at(NONCE_LEN);
-        let nonce_arr: [u8; NONCE_LEN] =
-            nonce_bytes.try_into().map_err(|_| Error::internal("sealed value is truncated"))?;
+        let nonce_arr: [u8; NONCE_LEN] = nonce_bytes
+            .try_into()
+            .map_err(|_| Error::internal("sealed value is truncated"))?;
         key.aead
-            .decrypt(&Nonce::from(nonce_arr), Payload { msg: ct, aad: aad.as_bytes() })
-            .map_err(|_| Error::internal(format!("sealed value under key {:?} failed to open", sealed.key_id)))
+            .decrypt(
+                &Nonce::from(nonce_arr),
+                Payload {
+                    msg: ct,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| {
+                Error::internal(format!(
+                    "sealed value under key {:?} failed to open",
+                    sealed.key_id
+                ))
+            })
     }
 
     /// The lookup index of a normalised recovery code under the active key.
@@ -176,8 +213,10 @@ mod tests {
     use super::*;
 
     fn ring(active: &str, ids: &[&str]) -> (KeyRing, Vec<(String, String)>) {
-        let pairs: Vec<(String, String)> =
-            ids.iter().map(|id| (id.to_string(), KeyRing::generate_key().unwrap())).collect();
+        let pairs: Vec<(String, String)> = ids
+            .iter()
+            .map(|id| (id.to_string(), KeyRing::generate_key().unwrap()))
+            .collect();
         let r = KeyRing::from_config(active, pairs.iter().map(|(a, b)| (a.as_str(), b.as_str()))).unwrap();
         (r, pairs)
     }

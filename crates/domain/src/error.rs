@@ -133,8 +133,12 @@ impl Error {
             InvalidUserId => "invalid_user_id",
             UserNotFound => "user_not_found",
             InvalidExternalId => "invalid_external_id",
-            WrongEnvironment { id: Environment::Live } => "live_id_used_in_test_environment",
-            WrongEnvironment { id: Environment::Test } => "test_id_used_in_live_environment",
+            WrongEnvironment {
+                id: Environment::Live,
+            } => "live_id_used_in_test_environment",
+            WrongEnvironment {
+                id: Environment::Test,
+            } => "test_id_used_in_live_environment",
             InvalidEmail => "invalid_email",
             InvalidPhoneNumber => "invalid_phone_number",
             DuplicateEmail => "duplicate_email",
@@ -177,12 +181,12 @@ impl Error {
             InvalidExternalId => {
                 "external_id must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', '-' or '|', and must not start with user-test- or user-live-."
             }
-            WrongEnvironment { id: Environment::Live } => {
-                "A live id was used with a test project; use an id of the test environment."
-            }
-            WrongEnvironment { id: Environment::Test } => {
-                "A test id was used with a live project; use an id of the live environment."
-            }
+            WrongEnvironment {
+                id: Environment::Live,
+            } => "A live id was used with a test project; use an id of the test environment.",
+            WrongEnvironment {
+                id: Environment::Test,
+            } => "A test id was used with a live project; use an id of the live environment.",
             InvalidEmail => "Email format is invalid.",
             InvalidPhoneNumber => "Phone number format is invalid; use E.164, for example +15555550100.",
             DuplicateEmail => "A user with this email already exists in this project.",
@@ -258,8 +262,12 @@ mod tests {
             Error::MethodNotAllowed,
             Error::InvalidUserId,
             Error::UserNotFound,
-            Error::WrongEnvironment { id: Environment::Live },
-            Error::WrongEnvironment { id: Environment::Test },
+            Error::WrongEnvironment {
+                id: Environment::Live,
+            },
+            Error::WrongEnvironment {
+                id: Environment::Test,
+            },
             Error::ActiveTotpExists,
             Error::UnableToAuthenticateTotp,
             Error::TotpCodeAlreadyAuthenticated,
@@ -277,7 +285,11 @@ mod tests {
         assert_eq!(Error::UserLocked { retry_after_secs: 1 }.status(), 429);
         assert_eq!(Error::UnableToAuthenticateTotp.status(), 401);
         assert_eq!(Error::TotpCodeAlreadyAuthenticated.status(), 400);
-        assert!(!Error::Internal("secret detail".into()).message().contains("secret"));
+        assert!(
+            !Error::Internal("secret detail".into())
+                .message()
+                .contains("secret")
+        );
     }
 
     #[test]

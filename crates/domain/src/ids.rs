@@ -103,7 +103,11 @@ pub fn classify(kind: Kind, s: &str) -> Parsed {
 
 /// Checks that an id of the right shape belongs to the project's environment.
 fn same_env(id_env: Environment, project_env: Environment) -> Result<(), Error> {
-    if id_env == project_env { Ok(()) } else { Err(Error::WrongEnvironment { id: id_env }) }
+    if id_env == project_env {
+        Ok(())
+    } else {
+        Err(Error::WrongEnvironment { id: id_env })
+    }
 }
 
 /// What a client sent as `user_id`: a user id, or the user's external id (spec §4).
@@ -147,7 +151,8 @@ impl TotpId {
 fn is_external_id_shape(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'|'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'|'))
 }
 
 /// A validated external id: 1–128 of `[A-Za-z0-9._|-]`, never shaped like a user id.
@@ -203,7 +208,11 @@ mod tests {
             "ünïcode",
             &"x".repeat(129),
         ] {
-            assert_eq!(UserRef::parse(bad, Test).unwrap_err().error_type(), "invalid_user_id", "{bad}");
+            assert_eq!(
+                UserRef::parse(bad, Test).unwrap_err().error_type(),
+                "invalid_user_id",
+                "{bad}"
+            );
         }
         assert_eq!(
             UserRef::parse("crm|42.a_b-c", Test).unwrap(),
@@ -224,8 +233,17 @@ mod tests {
     fn totp_ids_parse_with_their_own_errors() {
         let id = mint(Kind::Totp, Live);
         assert!(TotpId::parse(&id, Live).is_ok());
-        assert_eq!(TotpId::parse(&id, Test).unwrap_err().error_type(), "live_id_used_in_test_environment");
-        assert_eq!(TotpId::parse("totp-test-x", Test).unwrap_err().error_type(), "invalid_totp_id");
-        assert_eq!(TotpId::parse("nope", Test).unwrap_err().error_type(), "invalid_totp_id");
+        assert_eq!(
+            TotpId::parse(&id, Test).unwrap_err().error_type(),
+            "live_id_used_in_test_environment"
+        );
+        assert_eq!(
+            TotpId::parse("totp-test-x", Test).unwrap_err().error_type(),
+            "invalid_totp_id"
+        );
+        assert_eq!(
+            TotpId::parse("nope", Test).unwrap_err().error_type(),
+            "invalid_totp_id"
+        );
     }
 }

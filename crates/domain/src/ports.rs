@@ -24,8 +24,13 @@ pub trait Store: Send + Sync {
     /// Finds a user by id or external id, with TOTPs visible at `now`.
     async fn find_user(&self, project_id: &str, user: &UserRef, now: i64) -> Result<Option<User>, Error>;
     /// Applies a patch in one transaction; `UserNotFound` if the user is gone.
-    async fn update_user(&self, project_id: &str, user_id: &str, patch: &UserPatch, now: i64)
-    -> Result<(), Error>;
+    async fn update_user(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        patch: &UserPatch,
+        now: i64,
+    ) -> Result<(), Error>;
     /// Deletes a user and everything that hangs off it; false if there was none.
     async fn delete_user(&self, project_id: &str, user_id: &str) -> Result<bool, Error>;
     /// Counts one failed attempt in one conditional write; returns the lock expiry when this
@@ -42,7 +47,8 @@ pub trait Store: Send + Sync {
     /// if the user has a verified TOTP.
     async fn insert_totp(&self, project_id: &str, totp: &NewTotp, now: i64) -> Result<(), Error>;
     /// The user's usable TOTPs (verified first, then unexpired pending), newest first.
-    async fn usable_totps(&self, project_id: &str, user_id: &str, now: i64) -> Result<Vec<StoredTotp>, Error>;
+    async fn usable_totps(&self, project_id: &str, user_id: &str, now: i64)
+    -> Result<Vec<StoredTotp>, Error>;
     /// Accepts `step` for a TOTP with a compare-and-set on its last used step; on success also
     /// marks it verified, resets the failure counter and activates a pending user, all in one
     /// transaction. False when the step (or a later one) was already accepted.

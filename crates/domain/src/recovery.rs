@@ -40,7 +40,9 @@ impl RecoveryCode {
         if t.len() == 6 && t.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Error::TotpCodeUsedAsRecoveryCode);
         }
-        normalise(input).map(RecoveryCode).ok_or(Error::InvalidRecoveryCode)
+        normalise(input)
+            .map(RecoveryCode)
+            .ok_or(Error::InvalidRecoveryCode)
     }
 
     /// The normalised form, which is what the index HMAC covers.
@@ -78,8 +80,11 @@ mod tests {
             assert_eq!(d.len(), 14);
             let parts: Vec<_> = d.split('-').collect();
             assert_eq!(parts.len(), 3);
-            assert!(parts.iter().all(|p| p.len() == 4
-                && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())));
+            assert!(
+                parts
+                    .iter()
+                    .all(|p| p.len() == 4 && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+            );
             assert_eq!(RecoveryCode::parse(&d).unwrap(), c);
         }
     }
@@ -87,12 +92,30 @@ mod tests {
     #[test]
     fn input_is_normalised_before_matching() {
         let want = RecoveryCode::parse("ckss-2skx-ebow").unwrap();
-        for same in [" CKSS-2SKX-EBOW ", "ckss2skxebow", "ckss 2skx ebow", "Ckss-2skx-Ebow"] {
+        for same in [
+            " CKSS-2SKX-EBOW ",
+            "ckss2skxebow",
+            "ckss 2skx ebow",
+            "Ckss-2skx-Ebow",
+        ] {
             assert_eq!(RecoveryCode::parse(same).unwrap(), want, "{same}");
         }
-        assert_eq!(RecoveryCode::parse("123456").unwrap_err().error_type(), "totp_code_used_as_recovery_code");
-        for bad in ["", "ckss-2skx-ebo", "ckss-2skx-ebow-x", "ckss_2skx_ebow", "çkss-2skx-ebow"] {
-            assert_eq!(RecoveryCode::parse(bad).unwrap_err().error_type(), "invalid_recovery_code", "{bad}");
+        assert_eq!(
+            RecoveryCode::parse("123456").unwrap_err().error_type(),
+            "totp_code_used_as_recovery_code"
+        );
+        for bad in [
+            "",
+            "ckss-2skx-ebo",
+            "ckss-2skx-ebow-x",
+            "ckss_2skx_ebow",
+            "çkss-2skx-ebow",
+        ] {
+            assert_eq!(
+                RecoveryCode::parse(bad).unwrap_err().error_type(),
+                "invalid_recovery_code",
+                "{bad}"
+            );
         }
     }
 
@@ -110,7 +133,10 @@ mod tests {
             }
         }
         let expected = 12_000.0 / 36.0;
-        let chi: f64 = counts.iter().map(|c| (*c as f64 - expected).powi(2) / expected).sum();
+        let chi: f64 = counts
+            .iter()
+            .map(|c| (*c as f64 - expected).powi(2) / expected)
+            .sum();
         assert!(chi < 80.0, "chi-square {chi} counts {counts:?}");
     }
 }

@@ -22,7 +22,13 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { totp: TotpParams::default(), lock: LockPolicy { max_failures: 10, lock_secs: 3600 } }
+        Policy {
+            totp: TotpParams::default(),
+            lock: LockPolicy {
+                max_failures: 10,
+                lock_secs: 3600,
+            },
+        }
     }
 }
 
@@ -100,7 +106,12 @@ fn secret_hash(secret: &str) -> Vec<u8> {
 
 impl Latch {
     pub fn new(store: Arc<dyn Store>, keys: Arc<KeyRing>, clock: Arc<dyn Clock>, policy: Policy) -> Self {
-        Latch { store, keys, clock, policy }
+        Latch {
+            store,
+            keys,
+            clock,
+            policy,
+        }
     }
 
     pub fn now(&self) -> i64 {
@@ -123,13 +134,19 @@ impl Latch {
                     .into(),
             ));
         }
-        let project = Project { id: ids::mint(Kind::Project, env), env, name: name.to_owned() };
+        let project = Project {
+            id: ids::mint(Kind::Project, env),
+            env,
+            name: name.to_owned(),
+        };
         let secret = format!(
             "secret-{env}-{}",
             data_encoding::BASE64URL.encode(&crate::random::bytes::<26>()?)
         );
         let secret_id = ids::mint(Kind::Secret, env);
-        self.store.insert_project(&project, &secret_id, &secret_hash(&secret), self.now()).await?;
+        self.store
+            .insert_project(&project, &secret_id, &secret_hash(&secret), self.now())
+            .await?;
         Ok(NewProject { project, secret })
     }
 
@@ -151,7 +168,11 @@ impl Latch {
         for h in &hashes {
             ok |= h.as_slice().ct_eq(presented.as_slice());
         }
-        if bool::from(ok) { Ok(project) } else { Err(Error::Unauthorized) }
+        if bool::from(ok) {
+            Ok(project)
+        } else {
+            Err(Error::Unauthorized)
+        }
     }
 
     // ---- users ----
@@ -172,7 +193,11 @@ impl Latch {
     pub async fn create_user(&self, p: &Project, input: CreateUser) -> Result<User, Error> {
         let now = self.now();
         let email = input.email.as_deref().map(validate::email).transpose()?;
-        let phone = input.phone_number.as_deref().map(validate::phone_number).transpose()?;
+        let phone = input
+            .phone_number
+            .as_deref()
+            .map(validate::phone_number)
+            .transpose()?;
         if email.is_none() && phone.is_none() {
             return Err(Error::InvalidCreateUserRequest);
         }
@@ -184,9 +209,17 @@ impl Latch {
         let new = NewUser {
             id: ids::mint(Kind::User, p.env),
             external_id: external_id.map(|e| e.0),
-            status: if input.create_user_as_pending { UserStatus::Pending } else { UserStatus::Active },
+            status: if input.create_user_as_pending {
+                UserStatus::Pending
+            } else {
+                UserStatus::Active
+            },
             name: input.name,
-            email: email.map(|email| Email { id: ids::mint(Kind::Email, p.env), email, verified: false }),
+            email: email.map(|email| Email {
+                id: ids::mint(Kind::Email, p.env),
+                email,
+                verified: false,
+            }),
             phone_number: phone.map(|phone_number| PhoneNumber {
                 id: ids::mint(Kind::PhoneNumber, p.env),
                 phone_number,
@@ -209,7 +242,10 @@ impl Latch {
         let existing = self.load_user(p, user).await?;
         let external_id = input.external_id.as_deref().map(ExternalId::parse).transpose()?;
         // Patches are checked on their own here; the merged result is checked in the store.
-        for m in [&input.trusted_metadata, &input.untrusted_metadata].into_iter().flatten() {
+        for m in [&input.trusted_metadata, &input.untrusted_metadata]
+            .into_iter()
+            .flatten()
+        {
             validate::metadata(m)?;
         }
         let patch = UserPatch {
@@ -219,7 +255,9 @@ impl Latch {
             untrusted_metadata: input.untrusted_metadata,
             roles: input.roles.map(|r| roles(Some(r))),
         };
-        self.store.update_user(&p.id, &existing.id, &patch, self.now()).await?;
+        self.store
+            .update_user(&p.id, &existing.id, &patch, self.now())
+            .await?;
         self.reload(p, &existing.id).await
     }
 
@@ -235,7 +273,11 @@ impl Latch {
 
     /// Deletes a TOTP; returns its owner as it is afterwards.
     pub async fn delete_totp(&self, p: &Project, totp_id: &TotpId) -> Result<User, Error> {
-        let user_id = self.store.delete_totp(&p.id, &totp_id.0).await?.ok_or(Error::TotpNotFound)?;
+        let user_id = self
+            .store
+            .delete_totp(&p.id, &totp_id.0)
+            .await?
+            .ok_or(Error::TotpNotFound)?;
         self.reload(p, &user_id).await
     }
 
@@ -266,7 +308,12 @@ impl Latch {
             let id = ids::mint(Kind::RecoveryCode, p.env);
             let (index_key_id, index) = self.keys.index(code.normalised())?;
             let sealed = self.keys.seal(code.normalised().as_bytes(), &id)?;
-            codes.push(NewRecoveryCode { id, index_key_id, index, sealed });
+            codes.push(NewRecoveryCode {
+                id,
+                index_key_id,
+                index,
+                sealed,
+            });
             shown.push(code.display());
         }
         let new = NewTotp {
@@ -306,7 +353,11 @@ impl Latch {
 
     /// Counts a failed attempt in the database, then returns the error the client gets.
     async fn fail(&self, p: &Project, user: &User, e: Error) -> Error {
-        match self.store.record_failure(&p.id, &user.id, self.now(), self.policy.lock).await {
+        match self
+            .store
+            .record_failure(&p.id, &user.id, self.now(), self.policy.lock)
+            .await
+        {
             Ok(Some(until)) => {
                 tracing::warn!(user_id = %user.id, lock_expires_at = until, "user locked after consecutive failed attempts");
                 e
@@ -327,13 +378,19 @@ impl Latch {
         self.check_lock(&owner)?;
         let now = self.now();
         let totps = self.store.usable_totps(&p.id, &owner.id, now).await?;
-        let Some(t) = totps.first() else { return Err(Error::TotpsNotFoundForUser) };
+        let Some(t) = totps.first() else {
+            return Err(Error::TotpsNotFoundForUser);
+        };
         let secret = TotpSecret::from_bytes(&self.keys.open(&t.secret, &t.id)?)?;
         let Some(step) = totp::matching_step(&secret, code, now, self.policy.totp)? else {
             return Err(self.fail(p, &owner, Error::UnableToAuthenticateTotp).await);
         };
         let step = i64::try_from(step).map_err(Error::internal)?;
-        if !self.store.accept_totp_step(&p.id, &owner.id, &t.id, step, now).await? {
+        if !self
+            .store
+            .accept_totp_step(&p.id, &owner.id, &t.id, step, now)
+            .await?
+        {
             return Err(self.fail(p, &owner, Error::TotpCodeAlreadyAuthenticated).await);
         }
         Ok(Authenticated {
@@ -357,13 +414,22 @@ impl Latch {
                 let text = String::from_utf8(plain).map_err(Error::internal)?;
                 shown.push(RecoveryCode::parse(&text)?.display());
             }
-            out.push(TotpCodes { totp_id: t.id.clone(), verified: t.verified, recovery_codes: shown });
+            out.push(TotpCodes {
+                totp_id: t.id.clone(),
+                verified: t.verified,
+                recovery_codes: shown,
+            });
         }
         Ok((owner, out))
     }
 
     /// `POST /v1/totps/recover`: spends one recovery code of a verified TOTP.
-    pub async fn recover(&self, p: &Project, user: &UserRef, code: &RecoveryCode) -> Result<Authenticated, Error> {
+    pub async fn recover(
+        &self,
+        p: &Project,
+        user: &UserRef,
+        code: &RecoveryCode,
+    ) -> Result<Authenticated, Error> {
         let owner = self.load_user(p, user).await?;
         self.check_lock(&owner)?;
         let now = self.now();
@@ -373,12 +439,23 @@ impl Latch {
         // The index is a keyed HMAC, so finding the row by it reveals nothing about the code;
         // the single conditional write below is the only evidence of a valid use (R-RC-1).
         let candidates = self.keys.index_candidates(code.normalised());
-        let found = self.store.find_recovery_code(&p.id, &owner.id, &candidates).await?;
+        let found = self
+            .store
+            .find_recovery_code(&p.id, &owner.id, &candidates)
+            .await?;
         let Some(found) = found.filter(|f| f.totp_verified && !f.used) else {
-            return Err(self.fail(p, &owner, Error::UnableToAuthenticateRecoveryCode).await);
+            return Err(self
+                .fail(p, &owner, Error::UnableToAuthenticateRecoveryCode)
+                .await);
         };
-        if !self.store.spend_recovery_code(&p.id, &owner.id, &found.id, now).await? {
-            return Err(self.fail(p, &owner, Error::UnableToAuthenticateRecoveryCode).await);
+        if !self
+            .store
+            .spend_recovery_code(&p.id, &owner.id, &found.id, now)
+            .await?
+        {
+            return Err(self
+                .fail(p, &owner, Error::UnableToAuthenticateRecoveryCode)
+                .await);
         }
         Ok(Authenticated {
             user: self.reload(p, &owner.id).await?,
@@ -398,4 +475,3 @@ fn roles(explicit: Option<Vec<String>>) -> Vec<String> {
     }
     out
 }
-

@@ -32,8 +32,9 @@ impl TotpSecret {
     }
 
     pub fn from_bytes(b: &[u8]) -> Result<Self, Error> {
-        let arr: [u8; SECRET_LEN] =
-            b.try_into().map_err(|_| Error::internal("stored totp secret has the wrong length"))?;
+        let arr: [u8; SECRET_LEN] = b
+            .try_into()
+            .map_err(|_| Error::internal("stored totp secret has the wrong length"))?;
         Ok(TotpSecret(arr))
     }
 
@@ -56,7 +57,10 @@ pub struct TotpParams {
 
 impl Default for TotpParams {
     fn default() -> Self {
-        TotpParams { period_secs: 30, skew_steps: 1 }
+        TotpParams {
+            period_secs: 30,
+            skew_steps: 1,
+        }
     }
 }
 
@@ -67,7 +71,10 @@ impl TotpParams {
             return Err(format!("totp.skew_steps must be 0 to 2, got {}", self.skew_steps));
         }
         if !(15..=120).contains(&self.period_secs) {
-            return Err(format!("totp.period_secs must be 15 to 120, got {}", self.period_secs));
+            return Err(format!(
+                "totp.period_secs must be 15 to 120, got {}",
+                self.period_secs
+            ));
         }
         Ok(())
     }
@@ -146,7 +153,11 @@ pub fn matching_step(
 }
 
 /// Characters left as they are in an otpauth label or parameter (RFC 3986 unreserved).
-const OTPAUTH: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const OTPAUTH: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// `otpauth://totp/<issuer>:<account>?secret=…&issuer=…&algorithm=SHA1&digits=6&period=30`
 /// (spec §5.6).
@@ -208,7 +219,11 @@ mod tests {
             "520489",
         ];
         for (counter, w) in want.iter().enumerate() {
-            assert_eq!(code_at_step(RFC_SEED, counter as u64, 1, 6).unwrap(), *w, "counter {counter}");
+            assert_eq!(
+                code_at_step(RFC_SEED, counter as u64, 1, 6).unwrap(),
+                *w,
+                "counter {counter}"
+            );
         }
     }
 
@@ -254,7 +269,10 @@ mod tests {
     #[test]
     fn skew_zero_accepts_only_the_current_step() {
         let secret = TotpSecret::from_bytes(RFC_SEED).unwrap();
-        let p = TotpParams { period_secs: 30, skew_steps: 0 };
+        let p = TotpParams {
+            period_secs: 30,
+            skew_steps: 0,
+        };
         let now = 1_700_000_015;
         let t = p.step_at(now);
         let prev = TotpCode::parse(&code_at_step(RFC_SEED, t - 1, 30, 6).unwrap()).unwrap();
@@ -264,8 +282,22 @@ mod tests {
     #[test]
     fn code_shapes_are_checked_strictly() {
         assert!(TotpCode::parse("012345").is_ok());
-        for bad in ["12345", "1234567", "12345 ", " 12345", "+12345", "١٢٣٤٥٦", "１２３４５６", "", "abcdef"] {
-            assert_eq!(TotpCode::parse(bad).unwrap_err().error_type(), "invalid_totp_code", "{bad:?}");
+        for bad in [
+            "12345",
+            "1234567",
+            "12345 ",
+            " 12345",
+            "+12345",
+            "١٢٣٤٥٦",
+            "１２３４５６",
+            "",
+            "abcdef",
+        ] {
+            assert_eq!(
+                TotpCode::parse(bad).unwrap_err().error_type(),
+                "invalid_totp_code",
+                "{bad:?}"
+            );
         }
         assert_eq!(
             TotpCode::parse("ckss-2skx-ebow").unwrap_err().error_type(),
@@ -275,8 +307,22 @@ mod tests {
 
     #[test]
     fn params_are_bounded() {
-        assert!(TotpParams { period_secs: 30, skew_steps: 3 }.validate().is_err());
-        assert!(TotpParams { period_secs: 121, skew_steps: 1 }.validate().is_err());
+        assert!(
+            TotpParams {
+                period_secs: 30,
+                skew_steps: 3
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            TotpParams {
+                period_secs: 121,
+                skew_steps: 1
+            }
+            .validate()
+            .is_err()
+        );
         assert!(TotpParams::default().validate().is_ok());
     }
 

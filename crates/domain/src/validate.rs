@@ -11,7 +11,9 @@ pub const METADATA_MAX_BYTES: usize = 4096;
 /// bytes. Stored lower-cased so uniqueness ignores case.
 pub fn email(s: &str) -> Result<String, Error> {
     let s = s.trim();
-    let Some((local, domain)) = s.split_once('@') else { return Err(Error::InvalidEmail) };
+    let Some((local, domain)) = s.split_once('@') else {
+        return Err(Error::InvalidEmail);
+    };
     let ok = s.len() <= 254
         && !local.is_empty()
         && local.len() <= 64
@@ -22,7 +24,11 @@ pub fn email(s: &str) -> Result<String, Error> {
         && !s.contains(char::is_whitespace)
         && !domain.contains('@')
         && s.is_ascii();
-    if ok { Ok(s.to_ascii_lowercase()) } else { Err(Error::InvalidEmail) }
+    if ok {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(Error::InvalidEmail)
+    }
 }
 
 /// E.164: `+`, a non-zero digit, 7 to 15 digits in all.
@@ -31,7 +37,11 @@ pub fn phone_number(s: &str) -> Result<String, Error> {
     let ok = (7..=15).contains(&digits.len())
         && digits.bytes().all(|b| b.is_ascii_digit())
         && !digits.starts_with('0');
-    if ok { Ok(s.to_owned()) } else { Err(Error::InvalidPhoneNumber) }
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(Error::InvalidPhoneNumber)
+    }
 }
 
 /// Checks a whole metadata object against the limits.
@@ -65,7 +75,9 @@ mod tests {
     #[test]
     fn emails() {
         assert_eq!(email("Ada@Example.COM").unwrap(), "ada@example.com");
-        for bad in ["", "a", "a@", "@b.c", "a@b", "a b@c.d", "a@b..c", "a@@b.c", "ä@b.c"] {
+        for bad in [
+            "", "a", "a@", "@b.c", "a@b", "a b@c.d", "a@b..c", "a@@b.c", "ä@b.c",
+        ] {
             assert!(email(bad).is_err(), "{bad}");
         }
     }
@@ -73,7 +85,13 @@ mod tests {
     #[test]
     fn phones() {
         assert!(phone_number("+15555550100").is_ok());
-        for bad in ["15555550100", "+0555555", "+1 555 555", "+12", "+1234567890123456"] {
+        for bad in [
+            "15555550100",
+            "+0555555",
+            "+1 555 555",
+            "+12",
+            "+1234567890123456",
+        ] {
             assert!(phone_number(bad).is_err(), "{bad}");
         }
     }
@@ -86,8 +104,14 @@ mod tests {
         assert_eq!(metadata(&m).unwrap_err().error_type(), "metadata_too_many_keys");
         let big: Map<String, Value> = [("k".to_string(), json!("x".repeat(5000)))].into_iter().collect();
         assert_eq!(metadata(&big).unwrap_err().error_type(), "metadata_too_large");
-        let mut base = json!({"a": 1, "b": {"x": 1}, "c": 3}).as_object().unwrap().clone();
-        let patch = json!({"a": null, "b": {"y": 2}, "d": 4}).as_object().unwrap().clone();
+        let mut base = json!({"a": 1, "b": {"x": 1}, "c": 3})
+            .as_object()
+            .unwrap()
+            .clone();
+        let patch = json!({"a": null, "b": {"y": 2}, "d": 4})
+            .as_object()
+            .unwrap()
+            .clone();
         merge_metadata(&mut base, &patch);
         assert_eq!(Value::Object(base), json!({"b": {"y": 2}, "c": 3, "d": 4}));
     }

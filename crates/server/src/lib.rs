@@ -1,1 +1,127 @@
-//! placeholder
+//! The `latch` server: settings, telemetry, wiring of the store into the services, migrations
+//! at boot, and the admin commands. Only this crate knows which database is behind the ports.
+
+pub mod keys;
+pub mod settings;
+pub mod telemetry;
+
+use anyhow::Context;
+use domain::clock::Clock;
+use domain::ids::Environment;
+use domain::service::{Latch, NewProject};
+use settings::Settings;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{Db, PoolSettings};
+
+/// The wall clock. The binary has no other (spec §5.20).
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        chrono::Utc::now().timestamp()
+    }
+}
+
+/// Opens the database (running migrations) and builds the services.
+pub async fn services(s: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<(Arc<Latch>, Db)> {
+    let ring = keys::load_ring(s)?;
+    let pool = PoolSettings {
+        max_connections: s.database.max_connections,
+        acquire_timeout: Duration::from_secs(s.database.acquire_timeout_secs),
+        schema: None,
+    };
+    let db = Db::connect(&s.database.url, &pool)
+        .await
+        .with_context(|| format!("connecting to the database ({})", redact(&s.database.url)))?;
+    db.migrate().await.context("running database migrations")?;
+    let latch = Latch::new(Arc::new(db.clone()), Arc::new(ring), clock, s.policy());
+    Ok((Arc::new(latch), db))
+}
+
+/// A URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A built server, bound and ready to run.
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    db: Db,
+    /// The project created on a first start, whose credentials the caller shows once.
+    pub first_project: Option<NewProject>,
+    pub latch: Arc<Latch>,
+}
+
+impl Application {
+    /// Builds the application on `settings.server.listen` (port 0 picks a free port).
+    pub async fn build(s: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+        let (latch, db) = services(s, clock).await?;
+        let first_project = if s.bootstrap.first_project && latch.count_projects().await? == 0 {
+            Some(
+                latch
+                    .create_project(&s.bootstrap.first_project_name, Environment::Test)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        let listener = TcpListener::bind(&s.server.listen)
+            .with_context(|| format!("listening on {} (server.listen / --listen)", s.server.listen))?;
+        let port = listener.local_addr()?.port();
+        let for_workers = latch.clone();
+        let mut server = actix_web::HttpServer::new(move || api::app(for_workers.clone()))
+            .shutdown_timeout(s.server.shutdown_timeout_secs);
+        if s.server.workers > 0 {
+            server = server.workers(s.server.workers);
+        }
+        let server = server.listen(listener)?.run();
+        Ok(Application {
+            port,
+            server,
+            db,
+            first_project,
+            latch,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop the server gracefully.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped (SIGTERM/SIGINT drain in-flight requests), then closes the pool.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.server.await?;
+        self.db.close().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_passwords_never_reach_messages() {
+        assert_eq!(
+            super::redact("postgres://app:hunter2@db:5432/latch"),
+            "postgres://app:***@db:5432/latch"
+        );
+        assert_eq!(
+            super::redact("sqlite://./data/latch.db"),
+            "sqlite://./data/latch.db"
+        );
+    }
+}

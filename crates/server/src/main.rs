@@ -1,1 +1,159 @@
-fn main() {}
+//! `latch`: the server and its admin commands.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use domain::ids::Environment;
+use server::settings::Settings;
+use server::{Application, SystemClock, keys, telemetry};
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "latch",
+    version,
+    about = "Self-hosted TOTP authentication speaking Stytch's API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default command).
+    Serve {
+        /// Address to listen on (overrides server.listen).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Manage projects.
+    Project {
+        #[command(subcommand)]
+        command: ProjectCommand,
+    },
+    /// Manage the key ring that seals secrets at rest.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectCommand {
+    /// Create a project and print its id and secret (shown only this once).
+    Create {
+        /// The project's name, shown as the issuer in authenticator apps.
+        #[arg(long)]
+        name: String,
+        /// Create a live project (ids and secrets carry `live`); default is test.
+        #[arg(long)]
+        live: bool,
+        /// Print `{"project_id": …, "secret": …}`.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a new random key to add to the configuration.
+    Generate,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("latch: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Keys {
+        command: KeysCommand::Generate,
+    }) = &cli.command
+    {
+        let id = keys::new_key_id()?;
+        let key = domain::crypto::KeyRing::generate_key()?;
+        println!("# A new key. Add it to the ring and make it active, in config/<LATCH_ENV>.toml:");
+        println!("[keys]\nactive = \"{id}\"\n[keys.ring]\n{id} = \"{key}\"");
+        println!("# or as environment variables:");
+        println!(
+            "LATCH__KEYS__ACTIVE={id}\nLATCH__KEYS__RING__{}={key}",
+            id.to_uppercase()
+        );
+        return Ok(());
+    }
+    let mut settings = Settings::load()?;
+    telemetry::init(&settings);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        None => runtime.block_on(serve(settings)),
+        Some(Command::Serve { listen }) => {
+            if let Some(l) = listen {
+                l.parse::<std::net::SocketAddr>()
+                    .with_context(|| format!("--listen {l:?} is not an address like 127.0.0.1:8080"))?;
+                settings.server.listen = l;
+            }
+            runtime.block_on(serve(settings))
+        }
+        Some(Command::Project {
+            command: ProjectCommand::Create { name, live, json },
+        }) => runtime.block_on(async {
+            let (latch, db) = server::services(&settings, Arc::new(SystemClock)).await?;
+            let env = if live {
+                Environment::Live
+            } else {
+                Environment::Test
+            };
+            let created = latch
+                .create_project(&name, env)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message()))?;
+            db.close().await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"project_id": created.project.id, "secret": created.secret})
+                );
+            } else {
+                println!(
+                    "project_id: {}\nsecret:     {}",
+                    created.project.id, created.secret
+                );
+                println!("The secret is shown only this once; Latch stores only its hash.");
+            }
+            Ok(())
+        }),
+        Some(Command::Keys { .. }) => Ok(()),
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(&settings, Arc::new(SystemClock)).await?;
+    if let Some(p) = &app.first_project {
+        println!(
+            "Latch created a first project for this empty database. Its secret is shown only this once:"
+        );
+        println!("  project_id: {}", p.project.id);
+        println!("  secret:     {}", p.secret);
+        println!(
+            "Point a Stytch SDK at http://{} with these credentials.",
+            settings.server.listen
+        );
+    }
+    tracing::info!(
+        listen = %settings.server.listen,
+        port = app.port(),
+        env = %settings.env,
+        database = %server::redact(&settings.database.url),
+        version = env!("CARGO_PKG_VERSION"),
+        "Latch is serving"
+    );
+    app.run_until_stopped().await?;
+    tracing::info!("Latch stopped");
+    Ok(())
+}

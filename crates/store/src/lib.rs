@@ -37,7 +37,11 @@ pub struct PoolSettings {
 
 impl Default for PoolSettings {
     fn default() -> Self {
-        PoolSettings { max_connections: 8, acquire_timeout: Duration::from_secs(5), schema: None }
+        PoolSettings {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            schema: None,
+        }
     }
 }
 
@@ -52,7 +56,9 @@ pub struct Db {
 const MIGRATION_LOCK: i64 = 0x6c61_7463_686d_6967;
 
 fn sqlite_path(url: &str) -> Option<&str> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     Some(rest.split('?').next().unwrap_or(rest))
 }
 
@@ -71,7 +77,10 @@ impl Db {
         }
         if let Some(path) = sqlite_path(url) {
             if path != ":memory:" {
-                if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+                if let Some(dir) = std::path::Path::new(path)
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                {
                     std::fs::create_dir_all(dir)
                         .map_err(|e| DbErr::Custom(format!("cannot create {}: {e}", dir.display())))?;
                 }
@@ -84,7 +93,9 @@ impl Db {
                     .foreign_keys(true)
             });
         }
-        Ok(Db { conn: Database::connect(opt).await? })
+        Ok(Db {
+            conn: Database::connect(opt).await?,
+        })
     }
 
     pub fn backend(&self) -> DatabaseBackend {
@@ -95,7 +106,8 @@ impl Db {
     pub async fn migrate(&self) -> Result<(), DbErr> {
         if self.backend() == DatabaseBackend::Postgres {
             let txn = self.conn.begin().await?;
-            txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")).await?;
+            txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+                .await?;
             Migrator::up(&txn, None).await?;
             txn.commit().await
         } else {
@@ -160,7 +172,12 @@ fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, Error> {
 }
 
 /// Takes the user's row lock (Postgres) or the write lock (SQLite) and checks it exists.
-async fn touch_user(txn: &DatabaseTransaction, project_id: &str, user_id: &str, now: i64) -> Result<(), Error> {
+async fn touch_user(
+    txn: &DatabaseTransaction,
+    project_id: &str,
+    user_id: &str,
+    now: i64,
+) -> Result<(), Error> {
     let r = user::Entity::update_many()
         .col_expr(user::Column::UpdatedAt, Expr::value(now))
         .filter(user::Column::Id.eq(user_id))
@@ -168,11 +185,20 @@ async fn touch_user(txn: &DatabaseTransaction, project_id: &str, user_id: &str, 
         .exec(txn)
         .await
         .map_err(db_err)?;
-    if r.rows_affected == 1 { Ok(()) } else { Err(Error::UserNotFound) }
+    if r.rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(Error::UserNotFound)
+    }
 }
 
 /// After a success: the failure counter starts again and a pending user becomes active.
-async fn note_success(txn: &DatabaseTransaction, project_id: &str, user_id: &str, now: i64) -> Result<(), Error> {
+async fn note_success(
+    txn: &DatabaseTransaction,
+    project_id: &str,
+    user_id: &str,
+    now: i64,
+) -> Result<(), Error> {
     user::Entity::update_many()
         .col_expr(user::Column::FailedAttempts, Expr::value(0))
         .col_expr(user::Column::Status, Expr::value(UserStatus::Active.as_str()))
@@ -186,7 +212,9 @@ async fn note_success(txn: &DatabaseTransaction, project_id: &str, user_id: &str
 }
 
 fn visible_totps(now: i64) -> Condition {
-    Condition::any().add(totp::Column::Verified.eq(true)).add(totp::Column::ExpiresAt.gt(now))
+    Condition::any()
+        .add(totp::Column::Verified.eq(true))
+        .add(totp::Column::ExpiresAt.gt(now))
 }
 
 fn stored_totp(m: totp::Model) -> StoredTotp {
@@ -194,7 +222,10 @@ fn stored_totp(m: totp::Model) -> StoredTotp {
         id: m.id,
         user_id: m.user_id,
         verified: m.verified,
-        secret: Sealed { key_id: m.secret_key_id, bytes: m.secret_sealed },
+        secret: Sealed {
+            key_id: m.secret_key_id,
+            bytes: m.secret_sealed,
+        },
         expires_at: m.expires_at,
         created_at: m.created_at,
     }
@@ -203,11 +234,16 @@ fn stored_totp(m: totp::Model) -> StoredTotp {
 #[async_trait::async_trait]
 impl domain::ports::Store for Db {
     async fn project_auth(&self, project_id: &str) -> Result<Option<(Project, Vec<Vec<u8>>)>, Error> {
-        let Some(p) = project::Entity::find_by_id(project_id).one(&self.conn).await.map_err(db_err)? else {
+        let Some(p) = project::Entity::find_by_id(project_id)
+            .one(&self.conn)
+            .await
+            .map_err(db_err)?
+        else {
             return Ok(None);
         };
-        let env = domain::ids::Environment::parse(&p.environment)
-            .ok_or_else(|| Error::internal(format!("project {} has environment {:?}", p.id, p.environment)))?;
+        let env = domain::ids::Environment::parse(&p.environment).ok_or_else(|| {
+            Error::internal(format!("project {} has environment {:?}", p.id, p.environment))
+        })?;
         let secrets = project_secret::Entity::find()
             .filter(project_secret::Column::ProjectId.eq(project_id))
             .filter(project_secret::Column::RevokedAt.is_null())
@@ -215,12 +251,22 @@ impl domain::ports::Store for Db {
             .await
             .map_err(db_err)?;
         Ok(Some((
-            Project { id: p.id, env, name: p.name },
+            Project {
+                id: p.id,
+                env,
+                name: p.name,
+            },
             secrets.into_iter().map(|s| s.secret_hash).collect(),
         )))
     }
 
-    async fn insert_project(&self, p: &Project, secret_id: &str, secret_hash: &[u8], now: i64) -> Result<(), Error> {
+    async fn insert_project(
+        &self,
+        p: &Project,
+        secret_id: &str,
+        secret_hash: &[u8],
+        now: i64,
+    ) -> Result<(), Error> {
         let txn = self.write().await?;
         project::Entity::insert(project::ActiveModel {
             id: Set(p.id.clone()),
@@ -305,7 +351,9 @@ impl domain::ports::Store for Db {
             UserRef::Id(id) => q.filter(user::Column::Id.eq(id.as_str())),
             UserRef::External(ext) => q.filter(user::Column::ExternalId.eq(ext.as_str())),
         };
-        let Some(u) = q.one(&self.conn).await.map_err(db_err)? else { return Ok(None) };
+        let Some(u) = q.one(&self.conn).await.map_err(db_err)? else {
+            return Ok(None);
+        };
         let emails = user_email::Entity::find()
             .filter(user_email::Column::ProjectId.eq(project_id))
             .filter(user_email::Column::UserId.eq(u.id.as_str()))
@@ -332,23 +380,44 @@ impl domain::ports::Store for Db {
             .await
             .map_err(db_err)?;
         let lock = match (u.lock_created_at, u.lock_expires_at) {
-            (Some(created_at), Some(expires_at)) => Some(Lock { created_at, expires_at }),
+            (Some(created_at), Some(expires_at)) => Some(Lock {
+                created_at,
+                expires_at,
+            }),
             _ => None,
         };
         Ok(Some(User {
             status: UserStatus::parse(&u.status)
                 .ok_or_else(|| Error::internal(format!("user {} has status {:?}", u.id, u.status)))?,
             external_id: u.external_id,
-            name: Name { first_name: u.first_name, middle_name: u.middle_name, last_name: u.last_name },
+            name: Name {
+                first_name: u.first_name,
+                middle_name: u.middle_name,
+                last_name: u.last_name,
+            },
             emails: emails
                 .into_iter()
-                .map(|e| Email { id: e.id, email: e.email, verified: e.verified })
+                .map(|e| Email {
+                    id: e.id,
+                    email: e.email,
+                    verified: e.verified,
+                })
                 .collect(),
             phone_numbers: phones
                 .into_iter()
-                .map(|p| PhoneNumber { id: p.id, phone_number: p.phone_number, verified: p.verified })
+                .map(|p| PhoneNumber {
+                    id: p.id,
+                    phone_number: p.phone_number,
+                    verified: p.verified,
+                })
                 .collect(),
-            totps: totps.into_iter().map(|t| TotpSummary { id: t.id, verified: t.verified }).collect(),
+            totps: totps
+                .into_iter()
+                .map(|t| TotpSummary {
+                    id: t.id,
+                    verified: t.verified,
+                })
+                .collect(),
             trusted_metadata: parse_object(&u.trusted_metadata)?,
             untrusted_metadata: parse_object(&u.untrusted_metadata)?,
             roles: serde_json::from_str(&u.roles).map_err(Error::internal)?,
@@ -358,7 +427,13 @@ impl domain::ports::Store for Db {
         }))
     }
 
-    async fn update_user(&self, project_id: &str, user_id: &str, patch: &UserPatch, now: i64) -> Result<(), Error> {
+    async fn update_user(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        patch: &UserPatch,
+        now: i64,
+    ) -> Result<(), Error> {
         let txn = self.write().await?;
         touch_user(&txn, project_id, user_id, now).await?;
         let current = user::Entity::find_by_id(user_id)
@@ -384,8 +459,16 @@ impl domain::ports::Store for Db {
             am.external_id = Set(Some(ext.clone()));
         }
         for (patch_meta, current_meta, slot) in [
-            (&patch.trusted_metadata, &current.trusted_metadata, &mut am.trusted_metadata),
-            (&patch.untrusted_metadata, &current.untrusted_metadata, &mut am.untrusted_metadata),
+            (
+                &patch.trusted_metadata,
+                &current.trusted_metadata,
+                &mut am.trusted_metadata,
+            ),
+            (
+                &patch.untrusted_metadata,
+                &current.untrusted_metadata,
+                &mut am.untrusted_metadata,
+            ),
         ] {
             if let Some(p) = patch_meta {
                 let mut merged = parse_object(current_meta)?;
@@ -446,19 +529,30 @@ impl domain::ports::Store for Db {
     ) -> Result<Option<i64>, Error> {
         let until = now + policy.lock_secs;
         let next = Expr::col(user::Column::FailedAttempts).add(1);
-        let locks = Expr::col(user::Column::FailedAttempts).add(1).gte(i64::from(policy.max_failures));
+        let locks = Expr::col(user::Column::FailedAttempts)
+            .add(1)
+            .gte(i64::from(policy.max_failures));
         let txn = self.write().await?;
         // One conditional write: count the failure and, at the limit, set the lock and start the
         // counter again; a user already locked is left alone (R-RC-2).
         let r = user::Entity::update_many()
-            .col_expr(user::Column::FailedAttempts, CaseStatement::new().case(locks.clone(), 0).finally(next).into())
+            .col_expr(
+                user::Column::FailedAttempts,
+                CaseStatement::new().case(locks.clone(), 0).finally(next).into(),
+            )
             .col_expr(
                 user::Column::LockCreatedAt,
-                CaseStatement::new().case(locks.clone(), now).finally(Expr::col(user::Column::LockCreatedAt)).into(),
+                CaseStatement::new()
+                    .case(locks.clone(), now)
+                    .finally(Expr::col(user::Column::LockCreatedAt))
+                    .into(),
             )
             .col_expr(
                 user::Column::LockExpiresAt,
-                CaseStatement::new().case(locks, until).finally(Expr::col(user::Column::LockExpiresAt)).into(),
+                CaseStatement::new()
+                    .case(locks, until)
+                    .finally(Expr::col(user::Column::LockExpiresAt))
+                    .into(),
             )
             .filter(user::Column::Id.eq(user_id))
             .filter(user::Column::ProjectId.eq(project_id))
@@ -472,7 +566,10 @@ impl domain::ports::Store for Db {
             .map_err(db_err)?;
         // Inside the transaction the row is ours: a counter back at zero means this write set
         // the lock.
-        let after = user::Entity::find_by_id(user_id).one(&txn).await.map_err(db_err)?;
+        let after = user::Entity::find_by_id(user_id)
+            .one(&txn)
+            .await
+            .map_err(db_err)?;
         txn.commit().await.map_err(db_err)?;
         let set_lock = r.rows_affected == 1 && after.as_ref().is_some_and(|u| u.failed_attempts == 0);
         Ok(after.and_then(|u| u.lock_expires_at).filter(|_| set_lock))
@@ -530,24 +627,36 @@ impl domain::ports::Store for Db {
         .exec(&txn)
         .await
         .map_err(unique_err)?;
-        let codes = t.recovery_codes.iter().enumerate().map(|(i, c)| recovery_code::ActiveModel {
-            id: Set(c.id.clone()),
-            project_id: Set(project_id.to_owned()),
-            user_id: Set(t.user_id.clone()),
-            totp_id: Set(t.id.clone()),
-            code_index: Set(c.index.clone()),
-            index_key_id: Set(c.index_key_id.clone()),
-            code_key_id: Set(c.sealed.key_id.clone()),
-            code_sealed: Set(c.sealed.bytes.clone()),
-            position: Set(i64::try_from(i).unwrap_or(i64::MAX)),
-            used_at: Set(None),
-            created_at: Set(t.created_at),
-        });
-        recovery_code::Entity::insert_many(codes).exec(&txn).await.map_err(db_err)?;
+        let codes = t
+            .recovery_codes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| recovery_code::ActiveModel {
+                id: Set(c.id.clone()),
+                project_id: Set(project_id.to_owned()),
+                user_id: Set(t.user_id.clone()),
+                totp_id: Set(t.id.clone()),
+                code_index: Set(c.index.clone()),
+                index_key_id: Set(c.index_key_id.clone()),
+                code_key_id: Set(c.sealed.key_id.clone()),
+                code_sealed: Set(c.sealed.bytes.clone()),
+                position: Set(i64::try_from(i).unwrap_or(i64::MAX)),
+                used_at: Set(None),
+                created_at: Set(t.created_at),
+            });
+        recovery_code::Entity::insert_many(codes)
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
         txn.commit().await.map_err(db_err)
     }
 
-    async fn usable_totps(&self, project_id: &str, user_id: &str, now: i64) -> Result<Vec<StoredTotp>, Error> {
+    async fn usable_totps(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        now: i64,
+    ) -> Result<Vec<StoredTotp>, Error> {
         Ok(totp::Entity::find()
             .filter(totp::Column::ProjectId.eq(project_id))
             .filter(totp::Column::UserId.eq(user_id))
@@ -597,7 +706,11 @@ impl domain::ports::Store for Db {
         Ok(true)
     }
 
-    async fn unused_recovery_codes(&self, project_id: &str, totp_ids: &[String]) -> Result<Vec<StoredRecoveryCode>, Error> {
+    async fn unused_recovery_codes(
+        &self,
+        project_id: &str,
+        totp_ids: &[String],
+    ) -> Result<Vec<StoredRecoveryCode>, Error> {
         if totp_ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -613,7 +726,10 @@ impl domain::ports::Store for Db {
             .map(|c| StoredRecoveryCode {
                 id: c.id,
                 totp_id: c.totp_id,
-                sealed: Sealed { key_id: c.code_key_id, bytes: c.code_sealed },
+                sealed: Sealed {
+                    key_id: c.code_key_id,
+                    bytes: c.code_sealed,
+                },
             })
             .collect())
     }
@@ -640,10 +756,21 @@ impl domain::ports::Store for Db {
             .await
             .map_err(db_err)?
             .is_some_and(|t| t.verified);
-        Ok(Some(FoundRecoveryCode { id: c.id, totp_id: c.totp_id, totp_verified: verified, used: c.used_at.is_some() }))
+        Ok(Some(FoundRecoveryCode {
+            id: c.id,
+            totp_id: c.totp_id,
+            totp_verified: verified,
+            used: c.used_at.is_some(),
+        }))
     }
 
-    async fn spend_recovery_code(&self, project_id: &str, user_id: &str, code_id: &str, now: i64) -> Result<bool, Error> {
+    async fn spend_recovery_code(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        code_id: &str,
+        now: i64,
+    ) -> Result<bool, Error> {
         let txn = self.write().await?;
         // R-RC-1: exactly one request can move used_at from NULL.
         let r = recovery_code::Entity::update_many()

@@ -75,14 +75,32 @@ mod m0001_initial {
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
         async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-            table(m, "projects", vec![id("id"), text("name"), text("environment"), int("created_at")]).await?;
+            table(
+                m,
+                "projects",
+                vec![id("id"), text("name"), text("environment"), int("created_at")],
+            )
+            .await?;
             table(
                 m,
                 "project_secrets",
-                vec![id("id"), text("project_id"), blob("secret_hash"), int("created_at"), int_null("revoked_at")],
+                vec![
+                    id("id"),
+                    text("project_id"),
+                    blob("secret_hash"),
+                    int("created_at"),
+                    int_null("revoked_at"),
+                ],
             )
             .await?;
-            index(m, "ix_project_secrets_project", "project_secrets", &["project_id"], false).await?;
+            index(
+                m,
+                "ix_project_secrets_project",
+                "project_secrets",
+                &["project_id"],
+                false,
+            )
+            .await?;
             table(
                 m,
                 "users",
@@ -105,22 +123,54 @@ mod m0001_initial {
                 ],
             )
             .await?;
-            index(m, "ux_users_external_id", "users", &["project_id", "external_id"], true).await?;
-            index(m, "ix_users_project_created", "users", &["project_id", "created_at"], false).await?;
+            index(
+                m,
+                "ux_users_external_id",
+                "users",
+                &["project_id", "external_id"],
+                true,
+            )
+            .await?;
+            index(
+                m,
+                "ix_users_project_created",
+                "users",
+                &["project_id", "created_at"],
+                false,
+            )
+            .await?;
             for (tbl, col, ux) in [
                 ("user_emails", "email", "ux_user_emails_email"),
-                ("user_phone_numbers", "phone_number", "ux_user_phone_numbers_phone"),
+                (
+                    "user_phone_numbers",
+                    "phone_number",
+                    "ux_user_phone_numbers_phone",
+                ),
             ] {
                 table(
                     m,
                     tbl,
-                    vec![id("id"), text("project_id"), text("user_id"), text(col), boolean("verified"), int("created_at")],
+                    vec![
+                        id("id"),
+                        text("project_id"),
+                        text("user_id"),
+                        text(col),
+                        boolean("verified"),
+                        int("created_at"),
+                    ],
                 )
                 .await?;
                 index(m, ux, tbl, &["project_id", col], true).await?;
             }
             index(m, "ix_user_emails_user", "user_emails", &["user_id"], false).await?;
-            index(m, "ix_user_phone_numbers_user", "user_phone_numbers", &["user_id"], false).await?;
+            index(
+                m,
+                "ix_user_phone_numbers_user",
+                "user_phone_numbers",
+                &["user_id"],
+                false,
+            )
+            .await?;
             table(
                 m,
                 "totps",
@@ -162,7 +212,14 @@ mod m0001_initial {
                 ],
             )
             .await?;
-            index(m, "ix_recovery_codes_user_index", "recovery_codes", &["user_id", "code_index"], false).await?;
+            index(
+                m,
+                "ix_recovery_codes_user_index",
+                "recovery_codes",
+                &["user_id", "code_index"],
+                false,
+            )
+            .await?;
             index(m, "ix_recovery_codes_totp", "recovery_codes", &["totp_id"], false).await?;
             Ok(())
         }

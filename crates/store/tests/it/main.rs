@@ -14,8 +14,14 @@ use store::Db;
 const NOW: i64 = 1_800_000_000;
 
 async fn project(db: &Db) -> String {
-    let p = Project { id: ids::mint(Kind::Project, Environment::Test), env: Environment::Test, name: "T".into() };
-    db.insert_project(&p, &ids::mint(Kind::Secret, Environment::Test), &[7u8; 32], NOW).await.unwrap();
+    let p = Project {
+        id: ids::mint(Kind::Project, Environment::Test),
+        env: Environment::Test,
+        name: "T".into(),
+    };
+    db.insert_project(&p, &ids::mint(Kind::Secret, Environment::Test), &[7u8; 32], NOW)
+        .await
+        .unwrap();
     p.id
 }
 
@@ -24,8 +30,15 @@ fn new_user(email: Option<&str>, external_id: Option<&str>) -> NewUser {
         id: ids::mint(Kind::User, Environment::Test),
         external_id: external_id.map(str::to_owned),
         status: UserStatus::Pending,
-        name: Name { first_name: Some("Ada".into()), ..Name::default() },
-        email: email.map(|e| Email { id: ids::mint(Kind::Email, Environment::Test), email: e.into(), verified: false }),
+        name: Name {
+            first_name: Some("Ada".into()),
+            ..Name::default()
+        },
+        email: email.map(|e| Email {
+            id: ids::mint(Kind::Email, Environment::Test),
+            email: e.into(),
+            verified: false,
+        }),
         phone_number: None,
         trusted_metadata: json!({"a": 1}).as_object().unwrap().clone(),
         untrusted_metadata: Default::default(),
@@ -35,7 +48,10 @@ fn new_user(email: Option<&str>, external_id: Option<&str>) -> NewUser {
 }
 
 fn sealed(b: u8) -> Sealed {
-    Sealed { key_id: "k1".into(), bytes: vec![b; 40] }
+    Sealed {
+        key_id: "k1".into(),
+        bytes: vec![b; 40],
+    }
 }
 
 async fn user_with_totp(db: &Db, pid: &str) -> (String, String, Vec<String>) {
@@ -67,23 +83,52 @@ async fn users_are_unique_per_project_and_invisible_to_others(db: &Db) {
     let (p1, p2) = (project(db).await, project(db).await);
     let u = new_user(Some("ada@example.com"), Some("crm|1"));
     db.insert_user(&p1, &u).await.unwrap();
-    let found = db.find_user(&p1, &UserRef::External("crm|1".into()), NOW).await.unwrap().unwrap();
+    let found = db
+        .find_user(&p1, &UserRef::External("crm|1".into()), NOW)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found.id, u.id);
     assert_eq!(found.emails[0].email, "ada@example.com");
     assert_eq!(found.trusted_metadata["a"], 1);
-    assert!(db.find_user(&p2, &UserRef::Id(u.id.clone()), NOW).await.unwrap().is_none());
-    let dup = db.insert_user(&p1, &new_user(Some("ada@example.com"), None)).await.unwrap_err();
+    assert!(
+        db.find_user(&p2, &UserRef::Id(u.id.clone()), NOW)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let dup = db
+        .insert_user(&p1, &new_user(Some("ada@example.com"), None))
+        .await
+        .unwrap_err();
     assert_eq!(dup.error_type(), "duplicate_email");
-    let dup = db.insert_user(&p1, &new_user(Some("bob@example.com"), Some("crm|1"))).await.unwrap_err();
+    let dup = db
+        .insert_user(&p1, &new_user(Some("bob@example.com"), Some("crm|1")))
+        .await
+        .unwrap_err();
     assert_eq!(dup.error_type(), "duplicate_user_external_id");
     // Nothing of the failed insert was left behind.
-    assert!(db.find_user(&p1, &UserRef::External("crm|1".into()), NOW).await.unwrap().unwrap().id == u.id);
+    assert!(
+        db.find_user(&p1, &UserRef::External("crm|1".into()), NOW)
+            .await
+            .unwrap()
+            .unwrap()
+            .id
+            == u.id
+    );
     // The same email and external id are fine in another project.
-    db.insert_user(&p2, &new_user(Some("ada@example.com"), Some("crm|1"))).await.unwrap();
+    db.insert_user(&p2, &new_user(Some("ada@example.com"), Some("crm|1")))
+        .await
+        .unwrap();
     // Deleting from the wrong project deletes nothing.
     assert!(!db.delete_user(&p2, &u.id).await.unwrap());
     assert!(db.delete_user(&p1, &u.id).await.unwrap());
-    assert!(db.find_user(&p1, &UserRef::Id(u.id), NOW).await.unwrap().is_none());
+    assert!(
+        db.find_user(&p1, &UserRef::Id(u.id), NOW)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 on_both_backends!(users_are_unique_per_project_and_invisible_to_others);
 
@@ -93,13 +138,27 @@ async fn metadata_patches_merge_and_null_deletes(db: &Db) {
     db.insert_user(&p, &u).await.unwrap();
     let patch = UserPatch {
         trusted_metadata: Some(json!({"a": null, "b": [1, 2]}).as_object().unwrap().clone()),
-        name: Some(Name { last_name: Some("Lovelace".into()), ..Name::default() }),
+        name: Some(Name {
+            last_name: Some("Lovelace".into()),
+            ..Name::default()
+        }),
         ..UserPatch::default()
     };
     db.update_user(&p, &u.id, &patch, NOW + 1).await.unwrap();
-    let got = db.find_user(&p, &UserRef::Id(u.id.clone()), NOW).await.unwrap().unwrap();
-    assert_eq!(serde_json::Value::Object(got.trusted_metadata), json!({"b": [1, 2]}));
-    assert_eq!(got.name.first_name.as_deref(), Some("Ada"), "unset name parts are kept");
+    let got = db
+        .find_user(&p, &UserRef::Id(u.id.clone()), NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        serde_json::Value::Object(got.trusted_metadata),
+        json!({"b": [1, 2]})
+    );
+    assert_eq!(
+        got.name.first_name.as_deref(),
+        Some("Ada"),
+        "unset name parts are kept"
+    );
     assert_eq!(got.name.last_name.as_deref(), Some("Lovelace"));
 }
 on_both_backends!(metadata_patches_merge_and_null_deletes);
@@ -116,11 +175,22 @@ async fn a_time_step_is_accepted_once_under_concurrency(db: &Db) {
     // Earlier and equal steps are refused; a later one is accepted.
     assert!(!db.accept_totp_step(&p, &uid, &tid, 999, NOW).await.unwrap());
     assert!(db.accept_totp_step(&p, &uid, &tid, 1001, NOW).await.unwrap());
-    let u = db.find_user(&p, &UserRef::Id(uid.clone()), NOW).await.unwrap().unwrap();
-    assert_eq!(u.status, UserStatus::Active, "first success activates a pending user");
+    let u = db
+        .find_user(&p, &UserRef::Id(uid.clone()), NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        u.status,
+        UserStatus::Active,
+        "first success activates a pending user"
+    );
     assert!(u.totps[0].verified);
     // A verified TOTP never expires; another create is refused.
-    assert_eq!(db.usable_totps(&p, &uid, NOW + 10_000_000).await.unwrap().len(), 1);
+    assert_eq!(
+        db.usable_totps(&p, &uid, NOW + 10_000_000).await.unwrap().len(),
+        1
+    );
     let again = NewTotp {
         id: ids::mint(Kind::Totp, Environment::Test),
         user_id: uid.clone(),
@@ -129,7 +199,10 @@ async fn a_time_step_is_accepted_once_under_concurrency(db: &Db) {
         created_at: NOW,
         recovery_codes: vec![],
     };
-    assert!(matches!(db.insert_totp(&p, &again, NOW).await, Err(Error::ActiveTotpExists)));
+    assert!(matches!(
+        db.insert_totp(&p, &again, NOW).await,
+        Err(Error::ActiveTotpExists)
+    ));
 }
 on_both_backends!(a_time_step_is_accepted_once_under_concurrency);
 
@@ -137,7 +210,11 @@ async fn a_recovery_code_is_spent_once_under_concurrency(db: &Db) {
     let p = project(db).await;
     let (uid, tid, code_ids) = user_with_totp(db, &p).await;
     assert!(db.accept_totp_step(&p, &uid, &tid, 5, NOW).await.unwrap());
-    let found = db.find_recovery_code(&p, &uid, &[vec![3u8; 32]]).await.unwrap().unwrap();
+    let found = db
+        .find_recovery_code(&p, &uid, &[vec![3u8; 32]])
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found.id, code_ids[3]);
     assert!(found.totp_verified && !found.used);
     let results = join_all((0..50).map(|_| {
@@ -146,7 +223,13 @@ async fn a_recovery_code_is_spent_once_under_concurrency(db: &Db) {
     }))
     .await;
     assert_eq!(results.iter().filter(|ok| **ok).count(), 1);
-    assert!(db.find_recovery_code(&p, &uid, &[vec![3u8; 32]]).await.unwrap().unwrap().used);
+    assert!(
+        db.find_recovery_code(&p, &uid, &[vec![3u8; 32]])
+            .await
+            .unwrap()
+            .unwrap()
+            .used
+    );
     let unused = db.unused_recovery_codes(&p, &[tid]).await.unwrap();
     assert_eq!(unused.len(), 9);
     assert!(unused.iter().all(|c| c.id != found.id));
@@ -160,20 +243,43 @@ on_both_backends!(a_recovery_code_is_spent_once_under_concurrency);
 async fn concurrent_failures_lock_the_user_exactly_once(db: &Db) {
     let p = project(db).await;
     let (uid, _, _) = user_with_totp(db, &p).await;
-    let policy = LockPolicy { max_failures: 10, lock_secs: 3600 };
+    let policy = LockPolicy {
+        max_failures: 10,
+        lock_secs: 3600,
+    };
     let locks = join_all((0..25).map(|_| {
         let (db, p, uid) = (db.clone(), p.clone(), uid.clone());
         async move { db.record_failure(&p, &uid, NOW, policy).await.unwrap() }
     }))
     .await;
-    assert_eq!(locks.iter().filter(|l| l.is_some()).count(), 1, "the lock is set by exactly one failure");
-    let u = db.find_user(&p, &UserRef::Id(uid.clone()), NOW).await.unwrap().unwrap();
-    assert_eq!(u.lock, Some(Lock { created_at: NOW, expires_at: NOW + 3600 }));
+    assert_eq!(
+        locks.iter().filter(|l| l.is_some()).count(),
+        1,
+        "the lock is set by exactly one failure"
+    );
+    let u = db
+        .find_user(&p, &UserRef::Id(uid.clone()), NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        u.lock,
+        Some(Lock {
+            created_at: NOW,
+            expires_at: NOW + 3600
+        })
+    );
     // After the lock expires the count starts from zero: 9 more failures do not lock again.
     for _ in 0..9 {
-        assert_eq!(db.record_failure(&p, &uid, NOW + 3600, policy).await.unwrap(), None);
+        assert_eq!(
+            db.record_failure(&p, &uid, NOW + 3600, policy).await.unwrap(),
+            None
+        );
     }
-    assert_eq!(db.record_failure(&p, &uid, NOW + 3600, policy).await.unwrap(), Some(NOW + 7200));
+    assert_eq!(
+        db.record_failure(&p, &uid, NOW + 3600, policy).await.unwrap(),
+        Some(NOW + 7200)
+    );
 }
 on_both_backends!(concurrent_failures_lock_the_user_exactly_once);
 
@@ -190,10 +296,23 @@ async fn a_new_create_replaces_the_pending_totp_and_expired_ones_vanish(db: &Db)
     };
     db.insert_totp(&p, &second, NOW + 1).await.unwrap();
     let usable = db.usable_totps(&p, &uid, NOW + 2).await.unwrap();
-    assert_eq!(usable.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), vec![second.id.as_str()]);
-    assert!(db.unused_recovery_codes(&p, &[first]).await.unwrap().is_empty(), "old codes deleted");
-    assert!(db.usable_totps(&p, &uid, NOW + 301).await.unwrap().is_empty(), "expired pending is invisible");
-    assert!(!db.accept_totp_step(&p, &uid, &second.id, 1, NOW + 301).await.unwrap());
+    assert_eq!(
+        usable.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        vec![second.id.as_str()]
+    );
+    assert!(
+        db.unused_recovery_codes(&p, &[first]).await.unwrap().is_empty(),
+        "old codes deleted"
+    );
+    assert!(
+        db.usable_totps(&p, &uid, NOW + 301).await.unwrap().is_empty(),
+        "expired pending is invisible"
+    );
+    assert!(
+        !db.accept_totp_step(&p, &uid, &second.id, 1, NOW + 301)
+            .await
+            .unwrap()
+    );
     assert_eq!(db.delete_totp(&p, &second.id).await.unwrap(), Some(uid));
     assert_eq!(db.delete_totp(&p, &second.id).await.unwrap(), None);
 }

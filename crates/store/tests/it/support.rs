@@ -24,7 +24,9 @@ pub fn require_services() -> bool {
 }
 
 pub fn postgres_url() -> Option<String> {
-    std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres"))
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
 }
 
 impl TestDb {
@@ -35,7 +37,11 @@ impl TestDb {
                 let url = format!("sqlite://{}/latch.db", dir.path().display());
                 let db = Db::connect(&url, &PoolSettings::default()).await.unwrap();
                 db.migrate().await.unwrap();
-                Some(TestDb { db, cleanup: None, _dir: Some(dir) })
+                Some(TestDb {
+                    db,
+                    cleanup: None,
+                    _dir: Some(dir),
+                })
             }
             Backend::Postgres => {
                 let Some(url) = postgres_url() else {
@@ -47,12 +53,22 @@ impl TestDb {
                 };
                 let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
                 let admin = Database::connect(url.as_str()).await.unwrap();
-                admin.execute_unprepared(&format!("CREATE SCHEMA {schema}")).await.unwrap();
+                admin
+                    .execute_unprepared(&format!("CREATE SCHEMA {schema}"))
+                    .await
+                    .unwrap();
                 admin.close().await.unwrap();
-                let pool = PoolSettings { schema: Some(schema.clone()), ..PoolSettings::default() };
+                let pool = PoolSettings {
+                    schema: Some(schema.clone()),
+                    ..PoolSettings::default()
+                };
                 let db = Db::connect(&url, &pool).await.unwrap();
                 db.migrate().await.unwrap();
-                Some(TestDb { db, cleanup: Some((url, schema)), _dir: None })
+                Some(TestDb {
+                    db,
+                    cleanup: Some((url, schema)),
+                    _dir: None,
+                })
             }
         }
     }
@@ -62,7 +78,10 @@ impl TestDb {
         self.db.close().await.unwrap();
         if let Some((url, schema)) = self.cleanup {
             let admin = Database::connect(url.as_str()).await.unwrap();
-            admin.execute_unprepared(&format!("DROP SCHEMA {schema} CASCADE")).await.unwrap();
+            admin
+                .execute_unprepared(&format!("DROP SCHEMA {schema} CASCADE"))
+                .await
+                .unwrap();
             admin.close().await.unwrap();
         }
     }

@@ -1,0 +1,41 @@
+//! HTTP Basic `project_id:secret` on every `/v1` route (spec §1.2, §5.14). An extractor, not a
+//! scope middleware, so route matching comes first (unknown route → 404, wrong method → 405).
+
+use crate::error::ApiError;
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, http::header, web};
+use domain::model::Project;
+use domain::service::Latch;
+use futures::future::LocalBoxFuture;
+
+/// The project a request authenticated as.
+pub(crate) struct Authed(pub Project);
+
+/// `(project_id, secret)` from `Authorization: Basic …`, if the header has that shape.
+pub(crate) fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, b64) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = data_encoding::BASE64.decode(b64.trim().as_bytes()).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    Some((id.to_owned(), secret.to_owned()))
+}
+
+impl FromRequest for Authed {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let creds = basic_credentials(req);
+        let latch = req.app_data::<web::Data<Latch>>().cloned();
+        Box::pin(async move {
+            let latch =
+                latch.ok_or_else(|| ApiError(domain::Error::internal("Latch is not in the app data")))?;
+            let (id, secret) = creds.ok_or(ApiError(domain::Error::Unauthorized))?;
+            Ok(Authed(latch.authenticate_project(&id, &secret).await?))
+        })
+    }
+}

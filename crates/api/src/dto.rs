@@ -1,0 +1,338 @@
+//! Wire types: what the SDKs send and what they need back, field by field (spec §2). Every
+//! response carries `status_code` and `request_id`; strings the Python SDK requires are never
+//! null (`""` stands for "none"), optional timestamps are RFC 3339 or null, never `""`.
+
+use domain::clock::rfc3339;
+use domain::model;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+// ---- shared objects ----
+
+/// A user's name; unset parts are `""`.
+#[derive(Debug, Serialize, Deserialize, ToSchema, Default)]
+pub struct Name {
+    #[serde(default)]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    pub middle_name: Option<String>,
+    #[serde(default)]
+    pub last_name: Option<String>,
+}
+
+impl Name {
+    pub(crate) fn into_domain(self) -> model::Name {
+        model::Name {
+            first_name: self.first_name,
+            middle_name: self.middle_name,
+            last_name: self.last_name,
+        }
+    }
+
+    fn shown(n: &model::Name) -> Self {
+        let s = |v: &Option<String>| Some(v.clone().unwrap_or_default());
+        Name {
+            first_name: s(&n.first_name),
+            middle_name: s(&n.middle_name),
+            last_name: s(&n.last_name),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Email {
+    #[schema(example = "email-test-81bf03a8-86e1-4d95-bd44-bb3495224953")]
+    pub email_id: String,
+    pub email: String,
+    pub verified: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PhoneNumber {
+    #[schema(example = "phone-number-test-d5a3b680-e8a3-40c0-b815-ab79986666d0")]
+    pub phone_id: String,
+    /// E.164.
+    pub phone_number: String,
+    pub verified: bool,
+}
+
+/// A TOTP as listed on the User.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserTotp {
+    #[schema(example = "totp-test-41920359-8bbb-4fe8-8fa3-aaa83f35f02c")]
+    pub totp_id: String,
+    /// True once the TOTP has been authenticated at least once.
+    pub verified: bool,
+}
+
+/// Stytch's User object. Factor kinds Latch does not implement are always empty arrays.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct User {
+    #[schema(example = "user-test-16d9ba61-97a1-4ba4-9720-b03761dc50c6")]
+    pub user_id: String,
+    pub emails: Vec<Email>,
+    /// `active`, or `pending` until the first successful authentication.
+    #[schema(example = "active")]
+    pub status: String,
+    pub phone_numbers: Vec<PhoneNumber>,
+    pub webauthn_registrations: Vec<Value>,
+    pub providers: Vec<Value>,
+    /// Usable TOTPs: verified ones and unexpired pending ones.
+    pub totps: Vec<UserTotp>,
+    pub crypto_wallets: Vec<Value>,
+    pub biometric_registrations: Vec<Value>,
+    /// True while the user is locked after too many consecutive failed attempts.
+    pub is_locked: bool,
+    pub roles: Vec<String>,
+    pub name: Name,
+    /// RFC 3339 UTC.
+    #[schema(example = "2021-12-29T12:33:09Z")]
+    pub created_at: String,
+    pub trusted_metadata: Map<String, Value>,
+    pub untrusted_metadata: Map<String, Value>,
+    /// Present only when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// When the current lock started; null when not locked.
+    pub lock_created_at: Option<String>,
+    /// When the current lock ends; null when not locked.
+    pub lock_expires_at: Option<String>,
+}
+
+impl From<&model::User> for User {
+    fn from(u: &model::User) -> Self {
+        User {
+            user_id: u.id.clone(),
+            emails: u
+                .emails
+                .iter()
+                .map(|e| Email {
+                    email_id: e.id.clone(),
+                    email: e.email.clone(),
+                    verified: e.verified,
+                })
+                .collect(),
+            status: u.status.as_str().to_owned(),
+            phone_numbers: u
+                .phone_numbers
+                .iter()
+                .map(|p| PhoneNumber {
+                    phone_id: p.id.clone(),
+                    phone_number: p.phone_number.clone(),
+                    verified: p.verified,
+                })
+                .collect(),
+            webauthn_registrations: vec![],
+            providers: vec![],
+            totps: u
+                .totps
+                .iter()
+                .map(|t| UserTotp {
+                    totp_id: t.id.clone(),
+                    verified: t.verified,
+                })
+                .collect(),
+            crypto_wallets: vec![],
+            biometric_registrations: vec![],
+            is_locked: u.lock.is_some(),
+            roles: u.roles.clone(),
+            name: Name::shown(&u.name),
+            created_at: rfc3339(u.created_at),
+            trusted_metadata: u.trusted_metadata.clone(),
+            untrusted_metadata: u.untrusted_metadata.clone(),
+            external_id: u.external_id.clone(),
+            lock_created_at: u.lock.map(|l| rfc3339(l.created_at)),
+            lock_expires_at: u.lock.map(|l| rfc3339(l.expires_at)),
+        }
+    }
+}
+
+// ---- users ----
+
+/// Body of `POST /v1/users`. An email or a phone number is required.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateUserRequest {
+    #[schema(example = "sandbox@stytch.com")]
+    pub email: Option<String>,
+    /// E.164, e.g. `+15555550100`.
+    pub phone_number: Option<String>,
+    pub name: Option<Name>,
+    /// Fraud hints; accepted and ignored.
+    pub attributes: Option<Value>,
+    /// Keep the user `pending` until its first successful authentication.
+    pub create_user_as_pending: Option<bool>,
+    /// At most 20 top-level keys and 4 KB.
+    pub trusted_metadata: Option<Map<String, Value>>,
+    pub untrusted_metadata: Option<Map<String, Value>>,
+    /// Your own id for the user: 1–128 of `A-Z a-z 0-9 . _ - |`, unique in the project.
+    pub external_id: Option<String>,
+    pub roles: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreateUserResponse {
+    pub status_code: u16,
+    pub request_id: String,
+    pub user_id: String,
+    /// `""` when the user has no email.
+    pub email_id: String,
+    /// `""` when the user has no phone number.
+    pub phone_id: String,
+    pub status: String,
+    pub user: User,
+}
+
+/// `GET /v1/users/{user_id}`: the User's fields at the top level.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GetUserResponse {
+    pub status_code: u16,
+    pub request_id: String,
+    #[serde(flatten)]
+    pub user: User,
+}
+
+/// Body of `PUT /v1/users/{user_id}`; absent or null fields are left as they are. Metadata
+/// merges at the top level, and a top-level `null` deletes that key.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateUserRequest {
+    pub name: Option<Name>,
+    pub attributes: Option<Value>,
+    pub trusted_metadata: Option<Map<String, Value>>,
+    pub untrusted_metadata: Option<Map<String, Value>>,
+    pub external_id: Option<String>,
+    pub roles: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UpdateUserResponse {
+    pub status_code: u16,
+    pub request_id: String,
+    pub user_id: String,
+    pub emails: Vec<Email>,
+    pub phone_numbers: Vec<PhoneNumber>,
+    pub crypto_wallets: Vec<Value>,
+    pub user: User,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeleteUserResponse {
+    pub status_code: u16,
+    pub request_id: String,
+    pub user_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeleteTotpResponse {
+    pub status_code: u16,
+    pub request_id: String,
+    pub user_id: String,
+    pub user: User,
+}
+
+// ---- TOTP ----
+
+/// Body of `POST /v1/totps`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateTotpRequest {
+    /// The user id or its external id.
+    #[schema(example = "user-test-16d9ba61-97a1-4ba4-9720-b03761dc50c6")]
+    pub user_id: String,
+    /// Minutes the TOTP stays usable if never authenticated: 5–1440, default 1440.
+    pub expiration_minutes: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreateTotpResponse {
+    pub status_code: u16,
+    pub request_id: String,
+    pub totp_id: String,
+    /// Base32, 32 characters (20 bytes).
+    #[schema(example = "BTGNX5RKJRMQWQFRQKTG34JCF6XDRHZS")]
+    pub secret: String,
+    /// `data:image/png;base64,…` of the otpauth URI.
+    pub qr_code: String,
+    /// Ten single-use codes, `xxxx-xxxx-xxxx`.
+    pub recovery_codes: Vec<String>,
+    pub user_id: String,
+    pub user: User,
+}
+
+/// Body of `POST /v1/totps/authenticate`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AuthenticateTotpRequest {
+    pub user_id: String,
+    /// Exactly 6 ASCII digits.
+    #[schema(example = "576831")]
+    pub totp_code: String,
+    pub session_token: Option<String>,
+    pub session_jwt: Option<String>,
+    pub session_duration_minutes: Option<i64>,
+    pub session_custom_claims: Option<Map<String, Value>>,
+    /// Accepted and ignored.
+    pub telemetry_id: Option<String>,
+}
+
+/// Body of `POST /v1/totps/recover`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RecoverTotpRequest {
+    pub user_id: String,
+    /// One of the user's unused recovery codes; case, spaces and hyphens do not matter.
+    #[schema(example = "ckss-2skx-ebow")]
+    pub recovery_code: String,
+    pub session_token: Option<String>,
+    pub session_jwt: Option<String>,
+    pub session_duration_minutes: Option<i64>,
+    pub session_custom_claims: Option<Map<String, Value>>,
+    pub telemetry_id: Option<String>,
+}
+
+/// The answer of authenticate and recover.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthenticateTotpResponse {
+    pub status_code: u16,
+    pub request_id: String,
+    pub user_id: String,
+    pub totp_id: String,
+    /// `""` when no session was asked for.
+    pub session_token: String,
+    /// `""` when no session was asked for.
+    pub session_jwt: String,
+    pub user: User,
+    /// Null when no session was asked for.
+    pub session: Option<Value>,
+}
+
+/// Body of `POST /v1/totps/recovery_codes`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RecoveryCodesRequest {
+    pub user_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TotpRecoveryCodes {
+    pub totp_id: String,
+    pub verified: bool,
+    /// The unused codes.
+    pub recovery_codes: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "status_code": 200,
+    "request_id": "request-id-test-b05c992f-ebdc-489d-a754-c7e70ba13141",
+    "user_id": "user-test-16d9ba61-97a1-4ba4-9720-b03761dc50c6",
+    "totps": [{
+        "totp_id": "totp-test-41920359-8bbb-4fe8-8fa3-aaa83f35f02c",
+        "verified": true,
+        "recovery_codes": ["ckss-2skx-ebow", "spbc-424h-usy0", "hi08-n5tk-lns5", "1n6i-l5na-8axe",
+            "aduj-eufq-w6yy", "i4l3-dxyt-urmx", "ayyi-utb0-gj0s", "lz0m-02bi-psbx", "l2qm-zrk1-8ujs",
+            "c2qd-k7m4-ifmc"]
+    }]
+}))]
+pub struct RecoveryCodesResponse {
+    pub status_code: u16,
+    pub request_id: String,
+    pub user_id: String,
+    pub totps: Vec<TotpRecoveryCodes>,
+}

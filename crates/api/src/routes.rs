@@ -1,0 +1,368 @@
+//! The `/v1` handlers. Each one authenticates, parses (validation is parsing into domain
+//! types, before anything is looked up), calls one service and renders the answer.
+
+use crate::auth::Authed;
+use crate::body::Body;
+use crate::dto::*;
+use crate::error::{ApiError, ErrorBody};
+use crate::request_id;
+use actix_web::{HttpResponse, delete, get, post, put, web};
+use domain::Error;
+use domain::ids::{TotpId, UserRef};
+use domain::model::Project;
+use domain::recovery::RecoveryCode;
+use domain::service::{CreateUser, Latch, UpdateUser};
+use domain::totp::TotpCode;
+
+type Reply = Result<HttpResponse, ApiError>;
+
+fn ok<T: serde::Serialize>(body: T) -> Reply {
+    Ok(HttpResponse::Ok().json(body))
+}
+
+fn user_ref(p: &Project, raw: &str) -> Result<UserRef, ApiError> {
+    Ok(UserRef::parse(raw, p.env)?)
+}
+
+/// Sessions come with their own issue; until then asking for one is refused, not ignored.
+fn refuse_sessions(
+    token: &Option<String>,
+    jwt: &Option<String>,
+    minutes: Option<i64>,
+) -> Result<(), ApiError> {
+    if token.is_some() || jwt.is_some() || minutes.is_some() {
+        return Err(Error::BadRequest(
+            "sessions are not available yet in this Latch version; leave out session_token, session_jwt and session_duration_minutes".into(),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Create a user.
+///
+/// Creates a user with an email or a phone number (or both). `create_user_as_pending` keeps it
+/// `pending` until its first successful TOTP authentication.
+#[utoipa::path(
+    tag = "Users",
+    request_body = CreateUserRequest,
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "The new user", body = CreateUserResponse),
+        (status = 400, description = "Bad input, or a duplicate email, phone number or external id", body = ErrorBody),
+        (status = 401, description = "Bad credentials", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 500, description = "Server error", body = ErrorBody),
+    )
+)]
+#[post("/v1/users")]
+pub(crate) async fn create_user(latch: web::Data<Latch>, auth: Authed, body: Body) -> Reply {
+    let req: CreateUserRequest = body.json()?;
+    let p = &auth.0;
+    let user = latch
+        .create_user(
+            p,
+            CreateUser {
+                email: req.email,
+                phone_number: req.phone_number,
+                name: req.name.map(Name::into_domain).unwrap_or_default(),
+                create_user_as_pending: req.create_user_as_pending.unwrap_or(false),
+                trusted_metadata: req.trusted_metadata,
+                untrusted_metadata: req.untrusted_metadata,
+                external_id: req.external_id,
+                roles: req.roles,
+            },
+        )
+        .await?;
+    ok(CreateUserResponse {
+        status_code: 200,
+        request_id: request_id::current(),
+        user_id: user.id.clone(),
+        email_id: user.emails.first().map(|e| e.id.clone()).unwrap_or_default(),
+        phone_id: user
+            .phone_numbers
+            .first()
+            .map(|e| e.id.clone())
+            .unwrap_or_default(),
+        status: user.status.as_str().to_owned(),
+        user: User::from(&user),
+    })
+}
+
+/// Get a user.
+///
+/// `user_id` may be the user's id or its external id.
+#[utoipa::path(
+    tag = "Users",
+    params(("user_id" = String, Path, description = "A user id or external id")),
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "The user, its fields at the top level", body = GetUserResponse),
+        (status = 400, description = "Malformed id, or an id of the other environment", body = ErrorBody),
+        (status = 401, description = "Bad credentials", body = ErrorBody),
+        (status = 404, description = "No such user in this project", body = ErrorBody),
+        (status = 500, description = "Server error", body = ErrorBody),
+    )
+)]
+#[get("/v1/users/{user_id}")]
+pub(crate) async fn get_user(latch: web::Data<Latch>, auth: Authed, path: web::Path<String>) -> Reply {
+    let p = &auth.0;
+    let user = latch.get_user(p, &user_ref(p, &path)?).await?;
+    ok(GetUserResponse {
+        status_code: 200,
+        request_id: request_id::current(),
+        user: User::from(&user),
+    })
+}
+
+/// Update a user.
+///
+/// Absent or null fields are left unchanged. Metadata merges at the top level; a top-level
+/// `null` deletes that key.
+#[utoipa::path(
+    tag = "Users",
+    params(("user_id" = String, Path, description = "A user id or external id")),
+    request_body = UpdateUserRequest,
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "The updated user", body = UpdateUserResponse),
+        (status = 400, description = "Bad input or duplicate external id", body = ErrorBody),
+        (status = 401, description = "Bad credentials", body = ErrorBody),
+        (status = 404, description = "No such user in this project", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 500, description = "Server error", body = ErrorBody),
+    )
+)]
+#[put("/v1/users/{user_id}")]
+pub(crate) async fn update_user(
+    latch: web::Data<Latch>,
+    auth: Authed,
+    path: web::Path<String>,
+    body: Body,
+) -> Reply {
+    let p = &auth.0;
+    let target = user_ref(p, &path)?;
+    let req: UpdateUserRequest = body.json()?;
+    let user = latch
+        .update_user(
+            p,
+            &target,
+            UpdateUser {
+                name: req.name.map(Name::into_domain),
+                external_id: req.external_id,
+                trusted_metadata: req.trusted_metadata,
+                untrusted_metadata: req.untrusted_metadata,
+                roles: req.roles,
+            },
+        )
+        .await?;
+    let shown = User::from(&user);
+    ok(UpdateUserResponse {
+        status_code: 200,
+        request_id: request_id::current(),
+        user_id: user.id.clone(),
+        emails: User::from(&user).emails,
+        phone_numbers: User::from(&user).phone_numbers,
+        crypto_wallets: vec![],
+        user: shown,
+    })
+}
+
+/// Delete a user.
+///
+/// Deletes the user with its TOTPs and recovery codes.
+#[utoipa::path(
+    tag = "Users",
+    params(("user_id" = String, Path, description = "A user id or external id")),
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "Deleted", body = DeleteUserResponse),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "Bad credentials", body = ErrorBody),
+        (status = 404, description = "No such user in this project", body = ErrorBody),
+        (status = 500, description = "Server error", body = ErrorBody),
+    )
+)]
+#[delete("/v1/users/{user_id}")]
+pub(crate) async fn delete_user(latch: web::Data<Latch>, auth: Authed, path: web::Path<String>) -> Reply {
+    let p = &auth.0;
+    let user_id = latch.delete_user(p, &user_ref(p, &path)?).await?;
+    ok(DeleteUserResponse {
+        status_code: 200,
+        request_id: request_id::current(),
+        user_id,
+    })
+}
+
+/// Delete a user's TOTP.
+///
+/// Deletes the TOTP and its recovery codes; the user stays.
+#[utoipa::path(
+    tag = "Users",
+    params(("totp_id" = String, Path, description = "The TOTP id")),
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "Deleted; the user without the TOTP", body = DeleteTotpResponse),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "Bad credentials", body = ErrorBody),
+        (status = 404, description = "No such TOTP in this project", body = ErrorBody),
+        (status = 500, description = "Server error", body = ErrorBody),
+    )
+)]
+#[delete("/v1/users/totps/{totp_id}")]
+pub(crate) async fn delete_totp(latch: web::Data<Latch>, auth: Authed, path: web::Path<String>) -> Reply {
+    let p = &auth.0;
+    let user = latch.delete_totp(p, &TotpId::parse(&path, p.env)?).await?;
+    ok(DeleteTotpResponse {
+        status_code: 200,
+        request_id: request_id::current(),
+        user_id: user.id.clone(),
+        user: User::from(&user),
+    })
+}
+
+/// Create a TOTP.
+///
+/// Creates a pending TOTP with its secret, a QR code of the otpauth URI and ten recovery
+/// codes. It becomes verified on its first successful authenticate; unverified, it expires
+/// after `expiration_minutes`. A new create replaces a pending TOTP; a user with a verified
+/// TOTP gets `active_totp_exists`.
+#[utoipa::path(
+    tag = "TOTP",
+    request_body = CreateTotpRequest,
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "The new TOTP", body = CreateTotpResponse),
+        (status = 400, description = "Bad input, or the user already has an active TOTP", body = ErrorBody),
+        (status = 401, description = "Bad credentials", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 500, description = "Server error", body = ErrorBody),
+    )
+)]
+#[post("/v1/totps")]
+pub(crate) async fn create_totp(latch: web::Data<Latch>, auth: Authed, body: Body) -> Reply {
+    let req: CreateTotpRequest = body.json()?;
+    let p = &auth.0;
+    let target = user_ref(p, &req.user_id)?;
+    let created = latch.create_totp(p, &target, req.expiration_minutes).await?;
+    ok(CreateTotpResponse {
+        status_code: 200,
+        request_id: request_id::current(),
+        totp_id: created.totp_id,
+        secret: created.secret,
+        qr_code: created.qr_code,
+        recovery_codes: created.recovery_codes,
+        user_id: created.user.id.clone(),
+        user: User::from(&created.user),
+    })
+}
+
+fn authenticated(a: domain::service::Authenticated) -> Reply {
+    ok(AuthenticateTotpResponse {
+        status_code: 200,
+        request_id: request_id::current(),
+        user_id: a.user.id.clone(),
+        totp_id: a.totp_id,
+        session_token: String::new(),
+        session_jwt: String::new(),
+        user: User::from(&a.user),
+        session: None,
+    })
+}
+
+/// Authenticate a TOTP code.
+///
+/// Accepts the code of the current 30-second step or of the one before or after; each step is
+/// accepted once. Wrong and replayed codes count towards the user lock; while locked, even a
+/// correct code gets `user_lock_limit_reached`.
+#[utoipa::path(
+    tag = "TOTP",
+    request_body = AuthenticateTotpRequest,
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "Authenticated", body = AuthenticateTotpResponse),
+        (status = 400, description = "Malformed code, replayed code, or bad input", body = ErrorBody),
+        (status = 401, description = "Wrong code, or bad credentials", body = ErrorBody),
+        (status = 404, description = "No such user, or no usable TOTP", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 429, description = "The user is locked", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the lock ends"))),
+        (status = 500, description = "Server error", body = ErrorBody),
+    )
+)]
+#[post("/v1/totps/authenticate")]
+pub(crate) async fn authenticate_totp(latch: web::Data<Latch>, auth: Authed, body: Body) -> Reply {
+    let req: AuthenticateTotpRequest = body.json()?;
+    let p = &auth.0;
+    let target = user_ref(p, &req.user_id)?;
+    let code = TotpCode::parse(&req.totp_code)?;
+    refuse_sessions(&req.session_token, &req.session_jwt, req.session_duration_minutes)?;
+    authenticated(latch.authenticate_totp(p, &target, &code).await?)
+}
+
+/// Get recovery codes.
+///
+/// Lists the user's usable TOTPs with their unused recovery codes (`totps` is empty for a user
+/// without a TOTP).
+#[utoipa::path(
+    tag = "TOTP",
+    request_body = RecoveryCodesRequest,
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "The unused recovery codes", body = RecoveryCodesResponse),
+        (status = 400, description = "Bad input", body = ErrorBody),
+        (status = 401, description = "Bad credentials", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 500, description = "Server error", body = ErrorBody),
+    )
+)]
+#[post("/v1/totps/recovery_codes")]
+pub(crate) async fn recovery_codes(latch: web::Data<Latch>, auth: Authed, body: Body) -> Reply {
+    let req: RecoveryCodesRequest = body.json()?;
+    let p = &auth.0;
+    let target = user_ref(p, &req.user_id)?;
+    let (user, totps) = latch.recovery_codes(p, &target).await?;
+    ok(RecoveryCodesResponse {
+        status_code: 200,
+        request_id: request_id::current(),
+        user_id: user.id,
+        totps: totps
+            .into_iter()
+            .map(|t| TotpRecoveryCodes {
+                totp_id: t.totp_id,
+                verified: t.verified,
+                recovery_codes: t.recovery_codes,
+            })
+            .collect(),
+    })
+}
+
+/// Recover with a recovery code.
+///
+/// Spends one unused recovery code of the user's verified TOTP; each code works once.
+#[utoipa::path(
+    tag = "TOTP",
+    request_body = RecoverTotpRequest,
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "Authenticated", body = AuthenticateTotpResponse),
+        (status = 400, description = "Malformed recovery code, or bad input", body = ErrorBody),
+        (status = 401, description = "Wrong or spent code, or bad credentials", body = ErrorBody),
+        (status = 404, description = "No such user, or no usable TOTP", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 429, description = "The user is locked", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the lock ends"))),
+        (status = 500, description = "Server error", body = ErrorBody),
+    )
+)]
+#[post("/v1/totps/recover")]
+pub(crate) async fn recover_totp(latch: web::Data<Latch>, auth: Authed, body: Body) -> Reply {
+    let req: RecoverTotpRequest = body.json()?;
+    let p = &auth.0;
+    let target = user_ref(p, &req.user_id)?;
+    let code = RecoveryCode::parse(&req.recovery_code)?;
+    refuse_sessions(&req.session_token, &req.session_jwt, req.session_duration_minutes)?;
+    authenticated(latch.recover(p, &target, &code).await?)
+}

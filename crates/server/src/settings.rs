@@ -1,0 +1,278 @@
+//! Settings: `config/default.toml` compiled in, then `config/<LATCH_ENV>.toml`, then
+//! `LATCH__SECTION__KEY` environment variables, then `DATABASE_URL` (spec §5.19). Parsed once
+//! into typed values and validated, so a bad value stops the start with its key named.
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
+
+#[derive(Clone, Deserialize)]
+pub struct Settings {
+    #[serde(skip)]
+    pub env: String,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub keys: KeySettings,
+    pub totp: TotpSettings,
+    pub lock: LockSettings,
+    pub log: LogSettings,
+    pub bootstrap: BootstrapSettings,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct ServerSettings {
+    pub listen: String,
+    pub workers: usize,
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout_secs: u64,
+}
+
+/// The key ring; never printed (no `Debug`).
+#[derive(Clone, Deserialize)]
+pub struct KeySettings {
+    pub active: String,
+    pub file: String,
+    #[serde(default)]
+    pub ring: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct TotpSettings {
+    pub period_secs: u64,
+    pub skew_steps: u8,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct LockSettings {
+    pub max_failures: u32,
+    pub lock_minutes: i64,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct LogSettings {
+    pub level: String,
+    pub format: String,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct BootstrapSettings {
+    pub first_project: bool,
+    pub first_project_name: String,
+}
+
+impl Settings {
+    /// Loads the layered settings for `LATCH_ENV` (default `local`).
+    pub fn load() -> anyhow::Result<Settings> {
+        let env = std::env::var("LATCH_ENV").unwrap_or_else(|_| "local".into());
+        let dir = std::env::var("LATCH_CONFIG_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| "config".into());
+        Self::load_from(&env, Some(dir.join(format!("{env}.toml"))), std::env::vars())
+    }
+
+    /// Loads settings from the embedded defaults, an optional file and the given variables.
+    pub fn load_from(
+        env: &str,
+        file: Option<PathBuf>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Settings> {
+        if !env
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || env.is_empty()
+        {
+            bail!("LATCH_ENV={env:?} must be a plain name such as local, test or production");
+        }
+        let vars: BTreeMap<String, String> = vars.into_iter().collect();
+        let mut b = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml));
+        if let Some(f) = file.filter(|f| f.exists()) {
+            b = b.add_source(config::File::from(f).format(config::FileFormat::Toml));
+        }
+        let latch_vars: config::Map<String, String> = vars
+            .iter()
+            .filter(|(k, _)| k.starts_with("LATCH__"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        b = b.add_source(
+            config::Environment::with_prefix("LATCH")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(latch_vars)),
+        );
+        if let Some(url) = vars.get("DATABASE_URL").filter(|u| !u.is_empty()) {
+            b = b.set_override("database.url", url.as_str())?;
+        }
+        let mut s: Settings = b
+            .build()
+            .context("reading the configuration")?
+            .try_deserialize()
+            .context("the configuration has a missing or mistyped key")?;
+        s.env = env.to_owned();
+        s.validate()?;
+        Ok(s)
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.env == "production"
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        self.server
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .with_context(|| {
+                format!(
+                    "server.listen = {:?} is not an address like 127.0.0.1:8080",
+                    self.server.listen
+                )
+            })?;
+        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres")) {
+            bail!(
+                "database.url must start with sqlite: or postgres:// (got a {} URL)",
+                scheme(&self.database.url)
+            );
+        }
+        if !(1..=1000).contains(&self.database.max_connections) {
+            bail!(
+                "database.max_connections must be 1 to 1000, got {}",
+                self.database.max_connections
+            );
+        }
+        self.policy().totp.validate().map_err(anyhow::Error::msg)?;
+        if !(1..=100).contains(&self.lock.max_failures) {
+            bail!(
+                "lock.max_failures must be 1 to 100, got {}",
+                self.lock.max_failures
+            );
+        }
+        if !(1..=10080).contains(&self.lock.lock_minutes) {
+            bail!(
+                "lock.lock_minutes must be 1 to 10080, got {}",
+                self.lock.lock_minutes
+            );
+        }
+        if !["pretty", "json"].contains(&self.log.format.as_str()) {
+            bail!(
+                "log.format must be \"pretty\" or \"json\", got {:?}",
+                self.log.format
+            );
+        }
+        if self.is_production() {
+            if self.keys.ring.is_empty() {
+                bail!(
+                    "the production profile needs a configured key ring: set keys.active and keys.ring.<id> \
+                     (LATCH__KEYS__ACTIVE, LATCH__KEYS__RING__<ID>); `latch keys generate` makes a key"
+                );
+            }
+            if self.bootstrap.first_project {
+                bail!("bootstrap.first_project must be false in production");
+            }
+        }
+        Ok(())
+    }
+
+    /// The services' policy.
+    pub fn policy(&self) -> domain::service::Policy {
+        domain::service::Policy {
+            totp: domain::totp::TotpParams {
+                period_secs: self.totp.period_secs,
+                skew_steps: self.totp.skew_steps,
+            },
+            lock: domain::model::LockPolicy {
+                max_failures: self.lock.max_failures,
+                lock_secs: self.lock.lock_minutes * 60,
+            },
+        }
+    }
+}
+
+/// The scheme of a URL, for messages that must not echo credentials.
+fn scheme(url: &str) -> &str {
+    url.split(':').next().unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn embedded_defaults_work_on_a_laptop() {
+        let s = Settings::load_from("local", None, vars(&[])).unwrap();
+        assert_eq!(s.server.listen, "127.0.0.1:8080");
+        assert_eq!(s.database.url, "sqlite://./data/latch.db");
+        assert_eq!(s.lock.max_failures, 10);
+        assert!(s.bootstrap.first_project);
+    }
+
+    #[test]
+    fn environment_variables_override_and_bad_values_name_their_key() {
+        let s = Settings::load_from(
+            "local",
+            None,
+            vars(&[
+                ("LATCH__SERVER__LISTEN", "0.0.0.0:9000"),
+                ("LATCH__LOCK__MAX_FAILURES", "5"),
+                ("LATCH__KEYS__RING__K1", "abc"),
+                ("DATABASE_URL", "postgres://u@h/db"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.server.listen, "0.0.0.0:9000");
+        assert_eq!(s.lock.max_failures, 5);
+        assert_eq!(s.keys.ring.get("k1").map(String::as_str), Some("abc"));
+        assert_eq!(s.database.url, "postgres://u@h/db");
+        for (k, v, named) in [
+            ("LATCH__SERVER__LISTEN", "nope", "server.listen"),
+            ("LATCH__TOTP__SKEW_STEPS", "3", "totp.skew_steps"),
+            ("LATCH__TOTP__PERIOD_SECS", "300", "totp.period_secs"),
+            ("LATCH__LOCK__MAX_FAILURES", "0", "lock.max_failures"),
+            ("LATCH__LOG__FORMAT", "xml", "log.format"),
+        ] {
+            let e = format!(
+                "{:#}",
+                Settings::load_from("local", None, vars(&[(k, v)])).err().unwrap()
+            );
+            assert!(e.contains(named), "{k}={v}: {e}");
+        }
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_a_key_ring() {
+        let dir = tempfile::tempdir().unwrap();
+        let prod = dir.path().join("production.toml");
+        std::fs::write(&prod, include_str!("../../../config/production.toml")).unwrap();
+        let e = format!(
+            "{:#}",
+            Settings::load_from("production", Some(prod.clone()), vars(&[]))
+                .err()
+                .unwrap()
+        );
+        assert!(e.contains("key ring"), "{e}");
+        let ok = Settings::load_from(
+            "production",
+            Some(prod),
+            vars(&[("LATCH__KEYS__ACTIVE", "k1"), ("LATCH__KEYS__RING__K1", "x")]),
+        )
+        .unwrap();
+        assert_eq!(ok.log.format, "json");
+        assert!(!ok.bootstrap.first_project);
+    }
+}
