@@ -1,0 +1,210 @@
+//! The shipped `latch` binary on its embedded defaults: first-start banner on stdout, logs on
+//! stderr with request ids, a private generated key file, and no secret in clear in any log
+//! line or in the database files (spec §5.18, §5.19; R-N-3, R-OTP-7).
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn spawn_logger(
+    stream: impl Read + Send + 'static,
+    sink: Arc<Mutex<Vec<String>>>,
+    tx: std::sync::mpsc::Sender<String>,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line.clone());
+            let _ = tx.send(line);
+        }
+    });
+}
+
+fn wait_for(rx: &std::sync::mpsc::Receiver<String>, pred: impl Fn(&str) -> bool) -> String {
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server printed what it should");
+        if pred(&line) {
+            return line;
+        }
+    }
+}
+
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split(key)
+        .nth(1)
+        .unwrap()
+        .trim()
+        .split_whitespace()
+        .next()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_runs_on_defaults_and_never_shows_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_latch"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "debug")
+        .env("LATCH_ENV", "local")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (out, err) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+    let (out_tx, out_rx) = std::sync::mpsc::channel();
+    let (err_tx, err_rx) = std::sync::mpsc::channel();
+    spawn_logger(child.stdout.take().unwrap(), out.clone(), out_tx);
+    spawn_logger(child.stderr.take().unwrap(), err.clone(), err_tx);
+
+    let project_id = field(&wait_for(&out_rx, |l| l.contains("project_id:")), "project_id:").to_owned();
+    let secret = field(&wait_for(&out_rx, |l| l.contains("secret:")), "secret:").to_owned();
+    let serving = wait_for(&err_rx, |l| l.contains("Latch is serving"));
+    let port = field(&serving, "port=").to_owned();
+    let base = format!("http://127.0.0.1:{port}");
+    let c = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        c.post(format!("{base}{path}"))
+            .basic_auth(&project_id, Some(&secret))
+            .json(&body)
+            .send()
+    };
+
+    let user: Value = post("/v1/users", json!({"email": "bin@example.com"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let uid = user["user_id"].as_str().unwrap().to_owned();
+    let totp: Value = post("/v1/totps", json!({"user_id": uid}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let totp_secret = totp["secret"].as_str().unwrap().to_owned();
+    let raw_secret = data_encoding::BASE32_NOPAD
+        .decode(totp_secret.as_bytes())
+        .unwrap();
+    let codes: Vec<String> = totp["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    let step = (chrono::Utc::now().timestamp() / 30) as u64;
+    let code = domain::totp::code_at_step(&raw_secret, step, 30, 6).unwrap();
+    let r = post(
+        "/v1/totps/authenticate",
+        json!({"user_id": uid, "totp_code": code}),
+    )
+    .await
+    .unwrap();
+    let rid = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(r.status(), 200);
+    let r = post(
+        "/v1/totps/recover",
+        json!({"user_id": uid, "recovery_code": codes[0]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = post("/v1/totps/recovery_codes", json!({"user_id": uid}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A wrong secret and a wrong code are logged as refusals, without the values.
+    let r = c
+        .post(format!("{base}/v1/totps"))
+        .basic_auth(&project_id, Some("secret-test-guess"))
+        .json(&json!({}));
+    assert_eq!(r.send().await.unwrap().status(), 401);
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "latch exited with {status}");
+    std::thread::sleep(Duration::from_millis(200));
+
+    let stdout = out.lock().unwrap().join("\n");
+    let stderr = err.lock().unwrap().join("\n");
+    // The banner went to stdout once; logs to stderr carry the request id.
+    assert_eq!(stdout.matches(&secret).count(), 1, "{stdout}");
+    assert!(stderr.contains(&rid), "request id {rid} missing from logs");
+    assert!(stderr.contains("request finished"));
+    // Nothing secret in any log line, even at debug.
+    let code_display: Vec<&str> = codes.iter().map(String::as_str).collect();
+    let normalised: Vec<String> = codes.iter().map(|c| c.replace('-', "")).collect();
+    for s in [&secret, &totp_secret, &code]
+        .into_iter()
+        .chain(
+            code_display
+                .iter()
+                .copied()
+                .map(|c| c.to_owned())
+                .collect::<Vec<_>>()
+                .iter(),
+        )
+        .chain(normalised.iter())
+    {
+        assert!(!stderr.contains(s.as_str()), "a secret value appears in the logs");
+    }
+    // The generated key file is private.
+    let keys = dir.path().join("data/keys.toml");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    assert!(stderr.contains("generated a new key ring"));
+    // The database files hold no secret in clear: not the TOTP secret (base32 or raw), not a
+    // recovery code, not the project secret.
+    let mut bytes = Vec::new();
+    for f in ["latch.db", "latch.db-wal"] {
+        if let Ok(b) = std::fs::read(dir.path().join("data").join(f)) {
+            bytes.extend(b);
+        }
+    }
+    assert!(bytes.len() > 4096);
+    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(!contains(totp_secret.as_bytes()));
+    assert!(!contains(&raw_secret));
+    assert!(!contains(secret.as_bytes()));
+    for (c, n) in codes.iter().zip(&normalised) {
+        assert!(!contains(c.as_bytes()) && !contains(n.as_bytes()));
+    }
+    assert!(contains(uid.as_bytes()), "the check reads the right files");
+}
+
+#[test]
+fn project_create_prints_credentials_once_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_latch"))
+        .args(["project", "create", "--name", "Shop", "--live", "--json"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["project_id"].as_str().unwrap().starts_with("project-live-"));
+    assert!(v["secret"].as_str().unwrap().starts_with("secret-live-"));
+    let bad = Command::new(env!("CARGO_BIN_EXE_latch"))
+        .args(["serve"])
+        .current_dir(dir.path())
+        .env("LATCH__TOTP__SKEW_STEPS", "9")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("totp.skew_steps"));
+}
