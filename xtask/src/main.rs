@@ -1,1 +1,256 @@
-fn main() {}
+//! Developer tasks (the rust-analyzer xtask pattern): `cargo xtask test` runs every suite.
+//!
+//! `cargo xtask test [--require-services] [--no-sdk]`:
+//! 1. finds Postgres through `DATABASE_URL` (architecture §9) and says which it uses;
+//! 2. runs `cargo test --workspace` (each Postgres test runs on SQLite too; without Postgres
+//!    the Postgres half prints SKIPPED);
+//! 3. runs the official-SDK suites (npm `stytch`, PyPI `stytch`) against a spawned `latch`,
+//!    installing their packages first when missing;
+//! 4. prints a summary. A suite without its server is reported as skipped with the reason,
+//!    never as passed, and is an error with `CI=true` or `--require-services`.
+
+mod sdk;
+
+use anyhow::{Context, bail};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask test [--require-services] [--no-sdk]");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub(crate) fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| ".".into())
+}
+
+/// Where cargo puts binaries for this workspace.
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<bool> {
+    eprintln!("xtask: $ {}", describe(cmd));
+    Ok(cmd
+        .status()
+        .with_context(|| format!("running {}", describe(cmd)))?
+        .success())
+}
+
+/// Test counts read from a runner's output.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Counts {
+    pub passed: u64,
+    pub failed: u64,
+}
+
+impl Counts {
+    /// Reads the closing lines of cargo test (`test result: ok. 3 passed; 0 failed`), node's
+    /// test runner (`# pass 3`, `# fail 0`) and pytest (`3 passed, 1 failed in 0.5s`).
+    fn read(&mut self, line: &str) {
+        let num = |s: &str| {
+            s.trim()
+                .split(' ')
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split(';') {
+                let part = part
+                    .trim()
+                    .trim_start_matches("ok. ")
+                    .trim_start_matches("FAILED. ");
+                if part.ends_with(" passed") {
+                    self.passed += num(part);
+                } else if part.ends_with(" failed") {
+                    self.failed += num(part);
+                }
+            }
+        } else if let Some(n) = line.strip_prefix("# pass ") {
+            self.passed += num(n);
+        } else if let Some(n) = line.strip_prefix("# fail ") {
+            self.failed += num(n);
+        } else if line.contains(" passed") && line.contains(" in ") && !line.starts_with(' ') {
+            for part in line.split(" in ").next().unwrap_or("").split(',') {
+                let part = part.trim().trim_matches('=').trim();
+                if part.ends_with(" passed") {
+                    self.passed += num(part);
+                } else if part.ends_with(" failed") || part.ends_with(" error") || part.ends_with(" errors") {
+                    self.failed += num(part);
+                }
+            }
+        }
+    }
+}
+
+/// Runs a test command, passing its output through, and counts its tests.
+pub(crate) fn run_counted(cmd: &mut Command) -> anyhow::Result<(bool, Counts)> {
+    use std::io::{BufRead, BufReader};
+    eprintln!("xtask: $ {}", describe(cmd));
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {}", describe(cmd)))?;
+    let mut counts = Counts::default();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            println!("{line}");
+            counts.read(&line);
+        }
+    }
+    Ok((child.wait()?.success(), counts))
+}
+
+fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program().to_string_lossy().into_owned())
+        .chain(cmd.get_args().map(|a| a.to_string_lossy().into_owned()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Whether something accepts TCP connections at the host:port of a URL.
+fn reachable(url: &str) -> bool {
+    let rest = url.split("://").nth(1).unwrap_or("");
+    let hostport = rest
+        .rsplit('@')
+        .next()
+        .unwrap_or("")
+        .split(['/', '?'])
+        .next()
+        .unwrap_or("");
+    let with_port = if hostport.contains(':') {
+        hostport.to_owned()
+    } else {
+        format!("{hostport}:5432")
+    };
+    with_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
+}
+
+pub(crate) enum Outcome {
+    Passed(Counts),
+    Failed(Counts),
+    Skipped(String),
+}
+
+impl Outcome {
+    pub(crate) fn of(ok: bool, counts: Counts) -> Self {
+        // A runner that exits 0 having run nothing has not passed.
+        if ok && counts.passed > 0 && counts.failed == 0 {
+            Outcome::Passed(counts)
+        } else {
+            Outcome::Failed(counts)
+        }
+    }
+}
+
+fn test(args: &[String]) -> anyhow::Result<()> {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let require = ci || args.iter().any(|a| a == "--require-services");
+    let no_sdk = args.iter().any(|a| a == "--no-sdk");
+    let mut results: Vec<(&str, Outcome)> = Vec::new();
+
+    let postgres = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"));
+    match &postgres {
+        Some(url) if reachable(url) => eprintln!("xtask: Postgres: DATABASE_URL ({})", redact(url)),
+        Some(url) => bail!("DATABASE_URL points at {}, which does not answer", redact(url)),
+        None if require => {
+            bail!("no Postgres: set DATABASE_URL (required with CI=true / --require-services)")
+        }
+        None => eprintln!(
+            "xtask: Postgres: none (DATABASE_URL unset); Postgres halves of the suites will be SKIPPED"
+        ),
+    }
+
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .current_dir(root())
+        .args(["test", "--workspace", "--all-targets"]);
+    if require {
+        cargo.env("LATCH_REQUIRE_SERVICES", "1");
+    }
+    let (ok, counts) = run_counted(&mut cargo)?;
+    results.push(("rust (cargo test --workspace)", Outcome::of(ok, counts)));
+    if postgres.is_none() {
+        results.push((
+            "rust on Postgres",
+            Outcome::Skipped("DATABASE_URL is not set".into()),
+        ));
+    }
+
+    if no_sdk {
+        results.push(("official SDKs", Outcome::Skipped("--no-sdk".into())));
+    } else {
+        for (name, outcome) in sdk::run_all()? {
+            results.push((name, outcome));
+        }
+    }
+
+    println!("\nxtask: summary");
+    let mut failed = false;
+    let (mut total, mut skipped) = (Counts::default(), 0);
+    for (name, outcome) in &results {
+        match outcome {
+            Outcome::Passed(c) => {
+                total.passed += c.passed;
+                println!("  passed   {name}: {} passed, {} failed", c.passed, c.failed);
+            }
+            Outcome::Failed(c) => {
+                failed = true;
+                total.passed += c.passed;
+                total.failed += c.failed.max(1);
+                println!("  FAILED   {name}: {} passed, {} failed", c.passed, c.failed);
+            }
+            Outcome::Skipped(why) => {
+                failed |= require;
+                skipped += 1;
+                println!("  SKIPPED  {name}: {why}");
+            }
+        }
+    }
+    println!(
+        "xtask: {} passed, {} failed, {skipped} skipped",
+        total.passed, total.failed
+    );
+    if failed {
+        bail!(
+            "some suites failed{}",
+            if require {
+                " or were skipped while services are required"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}
+
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let user = url[s + 3..at].split(':').next().unwrap_or("");
+            format!("{}{}@{}", &url[..s + 3], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -76,14 +76,12 @@ impl Db {
             opt.set_schema_search_path(schema.clone());
         }
         if let Some(path) = sqlite_path(url) {
-            if path != ":memory:" {
-                if let Some(dir) = std::path::Path::new(path)
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| DbErr::Custom(format!("cannot create {}: {e}", dir.display())))?;
-                }
+            let dir = std::path::Path::new(path)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty());
+            if let Some(dir) = dir.filter(|_| path != ":memory:") {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| DbErr::Custom(format!("cannot create {}: {e}", dir.display())))?;
             }
             opt.map_sqlx_sqlite_opts(|o| {
                 o.create_if_missing(true)

@@ -33,13 +33,7 @@ fn wait_for(rx: &std::sync::mpsc::Receiver<String>, pred: impl Fn(&str) -> bool)
 }
 
 fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    line.split(key)
-        .nth(1)
-        .unwrap()
-        .trim()
-        .split_whitespace()
-        .next()
-        .unwrap()
+    line.split(key).nth(1).unwrap().split_whitespace().next().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,8 @@
 //! The store suite: the same tests on SQLite and Postgres (one integration binary).
 
+// Test code: a failed unwrap is a failed test (clippy.toml allows it only in #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use domain::Error;
