@@ -85,7 +85,9 @@ pub(crate) fn run_all() -> anyhow::Result<Vec<(&'static str, Outcome)>> {
     let mut build = Command::new(env!("CARGO"));
     build
         .current_dir(root())
-        .args(["build", "--package", "server", "--bin", "latch"]);
+        // The feature set of `cargo test --workspace --all-targets`, so the binary that run built
+        // is reused instead of the dependency tree being compiled a second time.
+        .args(["build", "--workspace", "--all-targets"]);
     if !run(&mut build)? {
         bail!("building latch failed");
     }
