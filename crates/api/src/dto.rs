@@ -239,10 +239,12 @@ pub struct CreateTotpRequest {
     #[schema(example = "user-test-16d9ba61-97a1-4ba4-9720-b03761dc50c6")]
     pub user_id: String,
     /// Minutes the TOTP stays usable if never authenticated: 5–1440, default 1440.
-    pub expiration_minutes: Option<i64>,
+    #[schema(value_type = Option<i64>, minimum = 5, maximum = 1440)]
+    pub expiration_minutes: Option<serde_json::Number>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+/// (No `Debug`: it holds the secret and the recovery codes.)
+#[derive(Serialize, ToSchema)]
 pub struct CreateTotpResponse {
     pub status_code: u16,
     pub request_id: String,
@@ -258,23 +260,28 @@ pub struct CreateTotpResponse {
     pub user: User,
 }
 
-/// Body of `POST /v1/totps/authenticate`.
-#[derive(Debug, Deserialize, ToSchema)]
+/// Body of `POST /v1/totps/authenticate`. (No `Debug`: it holds a code.)
+#[derive(Deserialize, ToSchema)]
 pub struct AuthenticateTotpRequest {
     pub user_id: String,
     /// Exactly 6 ASCII digits.
     #[schema(example = "576831")]
     pub totp_code: String,
+    /// Add this factor to the live session with this token.
     pub session_token: Option<String>,
+    /// Add this factor to the live session this JWT belongs to (it may have expired).
     pub session_jwt: Option<String>,
-    pub session_duration_minutes: Option<i64>,
+    /// Start a session of this many minutes (5–527040), or extend the named one.
+    #[schema(value_type = Option<i64>, minimum = 5, maximum = 527040)]
+    pub session_duration_minutes: Option<serde_json::Number>,
+    /// Extra JWT claims (≤ 4 KB; reserved claims are ignored; `null` deletes a claim).
     pub session_custom_claims: Option<Map<String, Value>>,
     /// Accepted and ignored.
     pub telemetry_id: Option<String>,
 }
 
-/// Body of `POST /v1/totps/recover`.
-#[derive(Debug, Deserialize, ToSchema)]
+/// Body of `POST /v1/totps/recover`. (No `Debug`: it holds a code.)
+#[derive(Deserialize, ToSchema)]
 pub struct RecoverTotpRequest {
     pub user_id: String,
     /// One of the user's unused recovery codes; case, spaces and hyphens do not matter.
@@ -282,25 +289,27 @@ pub struct RecoverTotpRequest {
     pub recovery_code: String,
     pub session_token: Option<String>,
     pub session_jwt: Option<String>,
-    pub session_duration_minutes: Option<i64>,
+    #[schema(value_type = Option<i64>, minimum = 5, maximum = 527040)]
+    pub session_duration_minutes: Option<serde_json::Number>,
     pub session_custom_claims: Option<Map<String, Value>>,
     pub telemetry_id: Option<String>,
 }
 
-/// The answer of authenticate and recover.
-#[derive(Debug, Serialize, ToSchema)]
+/// The answer of authenticate and recover. (No `Debug`: it holds a session token.)
+#[derive(Serialize, ToSchema)]
 pub struct AuthenticateTotpResponse {
     pub status_code: u16,
     pub request_id: String,
     pub user_id: String,
     pub totp_id: String,
-    /// `""` when no session was asked for.
+    /// The session token; `""` when no session was asked for, or when the session was named by
+    /// a JWT (only the token's hash is stored, so it cannot be returned).
     pub session_token: String,
-    /// `""` when no session was asked for.
+    /// A fresh five-minute RS256 JWT of the session; `""` when no session was asked for.
     pub session_jwt: String,
     pub user: User,
     /// Null when no session was asked for.
-    pub session: Option<Value>,
+    pub session: Option<Session>,
 }
 
 /// Body of `POST /v1/totps/recovery_codes`.
@@ -309,7 +318,7 @@ pub struct RecoveryCodesRequest {
     pub user_id: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct TotpRecoveryCodes {
     pub totp_id: String,
     pub verified: bool,
@@ -317,7 +326,7 @@ pub struct TotpRecoveryCodes {
     pub recovery_codes: Vec<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 #[schema(example = json!({
     "status_code": 200,
     "request_id": "request-id-test-b05c992f-ebdc-489d-a754-c7e70ba13141",
@@ -335,4 +344,179 @@ pub struct RecoveryCodesResponse {
     pub request_id: String,
     pub user_id: String,
     pub totps: Vec<TotpRecoveryCodes>,
+}
+
+// ---- sessions ----
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthenticatorAppFactor {
+    pub totp_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecoveryCodeFactor {
+    pub totp_recovery_code_id: String,
+}
+
+/// One factor that authenticated a session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthenticationFactor {
+    /// `totp` or `recovery_codes`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `authenticator_app` or `recovery_code`.
+    pub delivery_method: String,
+    pub last_authenticated_at: String,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authenticator_app_factor: Option<AuthenticatorAppFactor>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_code_factor: Option<RecoveryCodeFactor>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionAttributes {
+    pub ip_address: String,
+    pub user_agent: String,
+}
+
+/// Stytch's Session object.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Session {
+    #[schema(example = "session-test-fe6c042b-6286-479f-8a4f-b046a6c46509")]
+    pub session_id: String,
+    pub user_id: String,
+    pub authentication_factors: Vec<AuthenticationFactor>,
+    pub roles: Vec<String>,
+    pub started_at: String,
+    pub last_accessed_at: String,
+    pub expires_at: String,
+    pub attributes: SessionAttributes,
+    pub custom_claims: Map<String, Value>,
+}
+
+impl Session {
+    pub(crate) fn new(s: &domain::session::Session, roles: &[String]) -> Self {
+        use domain::session::FactorKind;
+        Session {
+            session_id: s.id.clone(),
+            user_id: s.user_id.clone(),
+            authentication_factors: s
+                .factors
+                .iter()
+                .map(|f| AuthenticationFactor {
+                    kind: match f.kind {
+                        FactorKind::Totp => "totp",
+                        FactorKind::RecoveryCode => "recovery_codes",
+                    }
+                    .into(),
+                    delivery_method: match f.kind {
+                        FactorKind::Totp => "authenticator_app",
+                        FactorKind::RecoveryCode => "recovery_code",
+                    }
+                    .into(),
+                    last_authenticated_at: rfc3339(f.last_authenticated_at),
+                    created_at: rfc3339(f.created_at),
+                    updated_at: rfc3339(f.last_authenticated_at),
+                    authenticator_app_factor: (f.kind == FactorKind::Totp).then(|| AuthenticatorAppFactor {
+                        totp_id: f.totp_id.clone(),
+                    }),
+                    recovery_code_factor: (f.kind == FactorKind::RecoveryCode).then(|| RecoveryCodeFactor {
+                        totp_recovery_code_id: f.recovery_code_id.clone().unwrap_or_default(),
+                    }),
+                })
+                .collect(),
+            roles: roles.to_vec(),
+            started_at: rfc3339(s.started_at),
+            last_accessed_at: rfc3339(s.last_accessed_at),
+            expires_at: rfc3339(s.expires_at),
+            attributes: SessionAttributes {
+                ip_address: String::new(),
+                user_agent: String::new(),
+            },
+            custom_claims: s.custom_claims.clone(),
+        }
+    }
+}
+
+/// Body of `POST /v1/sessions/authenticate`: exactly one of `session_token`, `session_jwt`.
+#[derive(Deserialize, ToSchema)]
+pub struct AuthenticateSessionRequest {
+    pub session_token: Option<String>,
+    pub session_jwt: Option<String>,
+    /// Extend the session to this many minutes from now (5–527040).
+    #[schema(value_type = Option<i64>, minimum = 5, maximum = 527040)]
+    pub session_duration_minutes: Option<serde_json::Number>,
+    pub session_custom_claims: Option<Map<String, Value>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuthenticateSessionResponse {
+    pub status_code: u16,
+    pub request_id: String,
+    pub session: Session,
+    /// The token that was sent; `""` when the session was named by a JWT.
+    pub session_token: String,
+    /// A fresh five-minute JWT.
+    pub session_jwt: String,
+    pub user: User,
+}
+
+/// Query of `GET /v1/sessions`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct SessionsQuery {
+    /// A user id or external id.
+    pub user_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionsResponse {
+    pub status_code: u16,
+    pub request_id: String,
+    pub sessions: Vec<Session>,
+}
+
+/// Body of `POST /v1/sessions/revoke`: exactly one of the three.
+#[derive(Deserialize, ToSchema)]
+pub struct RevokeSessionRequest {
+    pub session_id: Option<String>,
+    pub session_token: Option<String>,
+    pub session_jwt: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevokeSessionResponse {
+    pub status_code: u16,
+    pub request_id: String,
+}
+
+/// A public RS256 key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Jwk {
+    #[schema(example = "RSA")]
+    pub kty: String,
+    #[serde(rename = "use")]
+    #[schema(example = "sig")]
+    pub use_: String,
+    pub key_ops: Vec<String>,
+    #[schema(example = "RS256")]
+    pub alg: String,
+    #[schema(example = "jwk-test-22f1bbd6-2b9c-4a9b-8fbb-2c4c9c2a4a8e")]
+    pub kid: String,
+    pub x5c: Vec<String>,
+    #[serde(rename = "x5tS256")]
+    pub x5t_s256: String,
+    /// Modulus, base64url.
+    pub n: String,
+    /// Exponent, base64url.
+    pub e: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JwksResponse {
+    pub status_code: u16,
+    pub request_id: String,
+    /// The current key and the previous one.
+    pub keys: Vec<Jwk>,
 }

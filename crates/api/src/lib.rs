@@ -37,6 +37,7 @@ Point the official Stytch SDKs at this server. Every `/v1` route takes HTTP Basi
     tags(
         (name = "Users", description = "Users and their factors"),
         (name = "TOTP", description = "Time-based one-time passwords and recovery codes"),
+        (name = "Sessions", description = "Sessions minted by a successful authentication, and their JWT keys"),
     )
 )]
 struct ApiDoc;
@@ -70,7 +71,11 @@ fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(routes::create_totp)
         .service(routes::authenticate_totp)
         .service(routes::recovery_codes)
-        .service(routes::recover_totp);
+        .service(routes::recover_totp)
+        .service(routes::authenticate_session)
+        .service(routes::list_sessions)
+        .service(routes::revoke_session)
+        .service(routes::jwks);
 }
 
 /// The OpenAPI document, built without a server or state.

@@ -11,7 +11,7 @@ use domain::Error;
 use domain::ids::{TotpId, UserRef};
 use domain::model::Project;
 use domain::recovery::RecoveryCode;
-use domain::service::{CreateUser, Latch, UpdateUser};
+use domain::service::{CreateUser, Latch, SessionRef, SessionRequest, UpdateUser};
 use domain::totp::TotpCode;
 
 type Reply = Result<HttpResponse, ApiError>;
@@ -24,19 +24,39 @@ fn user_ref(p: &Project, raw: &str) -> Result<UserRef, ApiError> {
     Ok(UserRef::parse(raw, p.env)?)
 }
 
-/// Sessions come with their own issue; until then asking for one is refused, not ignored.
-fn refuse_sessions(
-    token: &Option<String>,
-    jwt: &Option<String>,
-    minutes: Option<i64>,
-) -> Result<(), ApiError> {
-    if token.is_some() || jwt.is_some() || minutes.is_some() {
-        return Err(Error::BadRequest(
-            "sessions are not available yet in this Latch version; leave out session_token, session_jwt and session_duration_minutes".into(),
-        )
-        .into());
+fn bad_request(detail: String) -> ApiError {
+    ApiError(Error::BadRequest(detail))
+}
+
+/// An integer field parsed from any JSON number: values beyond i64 saturate, so the range
+/// check answers with the field's own error (`invalid_expiration`, …); fractions are refused.
+fn int_field(name: &str, n: Option<serde_json::Number>) -> Result<Option<i64>, ApiError> {
+    let Some(n) = n else { return Ok(None) };
+    if let Some(i) = n.as_i64() {
+        return Ok(Some(i));
     }
-    Ok(())
+    if n.is_u64() {
+        return Ok(Some(i64::MAX));
+    }
+    match n.as_f64() {
+        // `as` saturates at the i64 bounds, which is what the range check needs.
+        Some(f) if f.is_finite() && f.fract() == 0.0 => Ok(Some(f as i64)),
+        _ => Err(bad_request(format!("field `{name}`: must be an integer"))),
+    }
+}
+
+fn session_request(
+    token: Option<String>,
+    jwt: Option<String>,
+    minutes: Option<serde_json::Number>,
+    claims: Option<serde_json::Map<String, serde_json::Value>>,
+) -> Result<SessionRequest, ApiError> {
+    Ok(SessionRequest {
+        duration_minutes: int_field("session_duration_minutes", minutes)?,
+        token,
+        jwt,
+        custom_claims: claims,
+    })
 }
 
 /// Create a user.
@@ -245,7 +265,8 @@ pub(crate) async fn create_totp(latch: web::Data<Latch>, auth: Authed, body: Bod
     let req: CreateTotpRequest = body.json()?;
     let p = &auth.0;
     let target = user_ref(p, &req.user_id)?;
-    let created = latch.create_totp(p, &target, req.expiration_minutes).await?;
+    let minutes = int_field("expiration_minutes", req.expiration_minutes)?;
+    let created = latch.create_totp(p, &target, minutes).await?;
     ok(CreateTotpResponse {
         status_code: 200,
         request_id: request_id::current(),
@@ -259,15 +280,19 @@ pub(crate) async fn create_totp(latch: web::Data<Latch>, auth: Authed, body: Bod
 }
 
 fn authenticated(a: domain::service::Authenticated) -> Reply {
+    let (token, jwt, session) = match a.session {
+        Some(m) => (m.token, m.jwt, Some(Session::new(&m.session, &a.user.roles))),
+        None => (String::new(), String::new(), None),
+    };
     ok(AuthenticateTotpResponse {
         status_code: 200,
         request_id: request_id::current(),
         user_id: a.user.id.clone(),
         totp_id: a.totp_id,
-        session_token: String::new(),
-        session_jwt: String::new(),
+        session_token: token,
+        session_jwt: jwt,
         user: User::from(&a.user),
-        session: None,
+        session,
     })
 }
 
@@ -275,7 +300,8 @@ fn authenticated(a: domain::service::Authenticated) -> Reply {
 ///
 /// Accepts the code of the current 30-second step or of the one before or after; each step is
 /// accepted once. Wrong and replayed codes count towards the user lock; while locked, even a
-/// correct code gets `user_lock_limit_reached`.
+/// correct code gets `user_lock_limit_reached`. With `session_duration_minutes` a session is
+/// started; with `session_token` or `session_jwt` the factor is added to that live session.
 #[utoipa::path(
     tag = "TOTP",
     request_body = AuthenticateTotpRequest,
@@ -297,8 +323,13 @@ pub(crate) async fn authenticate_totp(latch: web::Data<Latch>, auth: Authed, bod
     let p = &auth.0;
     let target = user_ref(p, &req.user_id)?;
     let code = TotpCode::parse(&req.totp_code)?;
-    refuse_sessions(&req.session_token, &req.session_jwt, req.session_duration_minutes)?;
-    authenticated(latch.authenticate_totp(p, &target, &code).await?)
+    let session = session_request(
+        req.session_token,
+        req.session_jwt,
+        req.session_duration_minutes,
+        req.session_custom_claims,
+    )?;
+    authenticated(latch.authenticate_totp(p, &target, &code, &session).await?)
 }
 
 /// Get recovery codes.
@@ -363,6 +394,165 @@ pub(crate) async fn recover_totp(latch: web::Data<Latch>, auth: Authed, body: Bo
     let p = &auth.0;
     let target = user_ref(p, &req.user_id)?;
     let code = RecoveryCode::parse(&req.recovery_code)?;
-    refuse_sessions(&req.session_token, &req.session_jwt, req.session_duration_minutes)?;
-    authenticated(latch.recover(p, &target, &code).await?)
+    let session = session_request(
+        req.session_token,
+        req.session_jwt,
+        req.session_duration_minutes,
+        req.session_custom_claims,
+    )?;
+    authenticated(latch.recover(p, &target, &code, &session).await?)
+}
+
+/// Authenticate a session.
+///
+/// Checks a session token or JWT (an expired JWT of a live session is accepted and refreshed),
+/// marks the session accessed, extends it with `session_duration_minutes`, and returns a fresh
+/// five-minute JWT.
+#[utoipa::path(
+    tag = "Sessions",
+    request_body = AuthenticateSessionRequest,
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "The live session", body = AuthenticateSessionResponse),
+        (status = 400, description = "Neither or both of token and JWT, a malformed token or JWT, or bad input", body = ErrorBody),
+        (status = 401, description = "Bad credentials", body = ErrorBody),
+        (status = 404, description = "No live session", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 500, description = "Server error", body = ErrorBody),
+    )
+)]
+#[post("/v1/sessions/authenticate")]
+pub(crate) async fn authenticate_session(latch: web::Data<Latch>, auth: Authed, body: Body) -> Reply {
+    let req: AuthenticateSessionRequest = body.json()?;
+    let p = &auth.0;
+    let minutes = int_field("session_duration_minutes", req.session_duration_minutes)?;
+    let (m, user) = latch
+        .authenticate_session(
+            p,
+            req.session_token,
+            req.session_jwt,
+            minutes,
+            req.session_custom_claims,
+        )
+        .await?;
+    ok(AuthenticateSessionResponse {
+        status_code: 200,
+        request_id: request_id::current(),
+        session: Session::new(&m.session, &user.roles),
+        session_token: m.token,
+        session_jwt: m.jwt,
+        user: User::from(&user),
+    })
+}
+
+/// List a user's sessions.
+///
+/// The user's live sessions, newest first.
+#[utoipa::path(
+    tag = "Sessions",
+    params(SessionsQuery),
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "The live sessions", body = SessionsResponse),
+        (status = 400, description = "Missing or malformed user_id", body = ErrorBody),
+        (status = 401, description = "Bad credentials", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 500, description = "Server error", body = ErrorBody),
+    )
+)]
+#[get("/v1/sessions")]
+pub(crate) async fn list_sessions(
+    latch: web::Data<Latch>,
+    auth: Authed,
+    req: actix_web::HttpRequest,
+) -> Reply {
+    let q = web::Query::<SessionsQuery>::from_query(req.query_string())
+        .map_err(|e| bad_request(format!("the query string is malformed ({e})")))?;
+    let p = &auth.0;
+    let raw = q
+        .user_id
+        .as_deref()
+        .ok_or_else(|| bad_request("missing query parameter `user_id`".into()))?;
+    let target = user_ref(p, raw)?;
+    let user = latch.get_user(p, &target).await?;
+    let sessions = latch.list_sessions(p, &target).await?;
+    ok(SessionsResponse {
+        status_code: 200,
+        request_id: request_id::current(),
+        sessions: sessions.iter().map(|s| Session::new(s, &user.roles)).collect(),
+    })
+}
+
+/// Revoke a session.
+///
+/// Ends the session named by exactly one of `session_id`, `session_token`, `session_jwt`, at
+/// once: it no longer authenticates anywhere.
+#[utoipa::path(
+    tag = "Sessions",
+    request_body = RevokeSessionRequest,
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "Revoked", body = RevokeSessionResponse),
+        (status = 400, description = "None or several of the three, or a malformed token or JWT", body = ErrorBody),
+        (status = 401, description = "Bad credentials", body = ErrorBody),
+        (status = 404, description = "No live session", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 500, description = "Server error", body = ErrorBody),
+    )
+)]
+#[post("/v1/sessions/revoke")]
+pub(crate) async fn revoke_session(latch: web::Data<Latch>, auth: Authed, body: Body) -> Reply {
+    let req: RevokeSessionRequest = body.json()?;
+    let named = [
+        req.session_id.map(SessionRef::Id),
+        req.session_token.map(SessionRef::Token),
+        req.session_jwt.map(SessionRef::Jwt),
+    ];
+    let given: Vec<SessionRef> = named.into_iter().flatten().collect();
+    let r = match <[SessionRef; 1]>::try_from(given) {
+        Ok([r]) => r,
+        Err(v) if v.is_empty() => return Err(ApiError(Error::NoSessionRevokeArguments)),
+        Err(_) => return Err(ApiError(Error::TooManySessionRevokeArguments)),
+    };
+    latch.revoke_session(&auth.0, &r).await?;
+    ok(RevokeSessionResponse {
+        status_code: 200,
+        request_id: request_id::current(),
+    })
+}
+
+/// Get a project's JWKS.
+///
+/// The public keys that verify the project's session JWTs: the current one and the previous
+/// one. Public (no credentials), as both SDKs fetch it without any.
+#[utoipa::path(
+    tag = "Sessions",
+    params(("project_id" = String, Path, description = "The project id")),
+    responses(
+        (status = 200, description = "The keys", body = JwksResponse),
+        (status = 404, description = "No such project", body = ErrorBody),
+        (status = 500, description = "Server error", body = ErrorBody),
+    )
+)]
+#[get("/v1/sessions/jwks/{project_id}")]
+pub(crate) async fn jwks(latch: web::Data<Latch>, path: web::Path<String>) -> Reply {
+    let keys = latch.jwks(&path).await?;
+    ok(JwksResponse {
+        status_code: 200,
+        request_id: request_id::current(),
+        keys: keys
+            .into_iter()
+            .map(|k| Jwk {
+                kty: "RSA".into(),
+                use_: "sig".into(),
+                key_ops: vec!["verify".into()],
+                alg: "RS256".into(),
+                kid: k.kid,
+                x5c: vec![],
+                x5t_s256: String::new(),
+                n: k.n,
+                e: k.e,
+            })
+            .collect(),
+    })
 }

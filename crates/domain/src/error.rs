@@ -68,6 +68,24 @@ pub enum Error {
     TotpCodeUsedAsRecoveryCode,
     #[error("invalid session duration")]
     InvalidSessionDurationMinutes,
+    #[error("session not found")]
+    SessionNotFound,
+    #[error("invalid session token")]
+    InvalidSessionToken,
+    #[error("unparseable session jwt")]
+    UnableToParseSessionJwt,
+    #[error("custom claims too large")]
+    CustomClaimsTooLarge,
+    #[error("both session_token and session_jwt")]
+    TooManySessionArguments,
+    #[error("neither session_token nor session_jwt")]
+    NoSessionArguments,
+    #[error("more than one of session_id, session_token, session_jwt")]
+    TooManySessionRevokeArguments,
+    #[error("none of session_id, session_token, session_jwt")]
+    NoSessionRevokeArguments,
+    #[error("project not found")]
+    ProjectNotFound,
     /// The user is locked after too many consecutive failures (spec §5.16).
     #[error("user locked")]
     UserLocked { retry_after_secs: u64 },
@@ -86,12 +104,20 @@ impl Error {
         Error::Internal(e.into())
     }
 
+    /// The lock error for a lock that ends at `until` (Unix seconds), seen at `now`.
+    pub fn user_locked(until: i64, now: i64) -> Self {
+        Error::UserLocked {
+            retry_after_secs: std::cmp::max(u64::try_from(until - now).unwrap_or(0), 1),
+        }
+    }
+
     /// The HTTP status of this error.
     pub fn status(&self) -> u16 {
         use Error::*;
         match self {
             Unauthorized | UnableToAuthenticateTotp | UnableToAuthenticateRecoveryCode => 401,
-            RouteNotFound | UserNotFound | TotpNotFound | TotpsNotFoundForUser => 404,
+            RouteNotFound | UserNotFound | TotpNotFound | TotpsNotFoundForUser | SessionNotFound
+            | ProjectNotFound => 404,
             MethodNotAllowed => 405,
             RequestTooLarge => 413,
             UserLocked { .. } | TooManyRequests { .. } => 429,
@@ -117,7 +143,14 @@ impl Error {
             | InvalidTotpId
             | InvalidRecoveryCode
             | TotpCodeUsedAsRecoveryCode
-            | InvalidSessionDurationMinutes => 400,
+            | InvalidSessionDurationMinutes
+            | InvalidSessionToken
+            | UnableToParseSessionJwt
+            | CustomClaimsTooLarge
+            | TooManySessionArguments
+            | NoSessionArguments
+            | TooManySessionRevokeArguments
+            | NoSessionRevokeArguments => 400,
         }
     }
 
@@ -160,6 +193,15 @@ impl Error {
             UnableToAuthenticateRecoveryCode => "unable_to_authenticate_recovery_code",
             TotpCodeUsedAsRecoveryCode => "totp_code_used_as_recovery_code",
             InvalidSessionDurationMinutes => "invalid_session_duration_minutes",
+            SessionNotFound => "session_not_found",
+            InvalidSessionToken => "invalid_session_token",
+            UnableToParseSessionJwt => "unable_to_parse_session_jwt",
+            CustomClaimsTooLarge => "custom_claims_too_large",
+            TooManySessionArguments => "too_many_session_arguments",
+            NoSessionArguments => "no_session_arguments",
+            TooManySessionRevokeArguments => "too_many_session_revoke_arguments",
+            NoSessionRevokeArguments => "no_session_revoke_arguments",
+            ProjectNotFound => "project_not_found",
             UserLocked { .. } => "user_lock_limit_reached",
             TooManyRequests { .. } => "too_many_requests",
             ServiceUnavailable => "service_unavailable",
@@ -216,6 +258,15 @@ impl Error {
                 "A TOTP code was sent as a recovery code; use the authenticate endpoint for TOTP codes."
             }
             InvalidSessionDurationMinutes => "session_duration_minutes must be between 5 and 527040.",
+            SessionNotFound => "Session could not be found; it may have expired or been revoked.",
+            InvalidSessionToken => "session_token format is invalid.",
+            UnableToParseSessionJwt => "session_jwt could not be parsed as an RS256 JWT.",
+            CustomClaimsTooLarge => "session_custom_claims must be at most 4 KB.",
+            TooManySessionArguments => "Send session_token or session_jwt, not both.",
+            NoSessionArguments => "Send a session_token or a session_jwt.",
+            TooManySessionRevokeArguments => "Send exactly one of session_id, session_token and session_jwt.",
+            NoSessionRevokeArguments => "Send one of session_id, session_token and session_jwt.",
+            ProjectNotFound => "Project could not be found.",
             UserLocked { .. } => {
                 "The user has been locked out due to too many failed authentication attempts. Please try again later."
             }

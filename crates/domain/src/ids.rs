@@ -47,6 +47,7 @@ pub enum Kind {
     RequestId,
     Secret,
     Session,
+    Jwk,
 }
 
 impl Kind {
@@ -61,6 +62,7 @@ impl Kind {
             Kind::RequestId => "request-id",
             Kind::Secret => "project-secret",
             Kind::Session => "session",
+            Kind::Jwk => "jwk",
         }
     }
 }

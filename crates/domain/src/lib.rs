@@ -8,11 +8,13 @@ pub mod clock;
 pub mod crypto;
 mod error;
 pub mod ids;
+pub mod jwt;
 pub mod model;
 pub mod ports;
 pub mod random;
 pub mod recovery;
 pub mod service;
+pub mod session;
 pub mod totp;
 pub mod validate;
 

@@ -180,3 +180,30 @@ pub struct LockPolicy {
     pub max_failures: u32,
     pub lock_secs: i64,
 }
+
+/// A project's RS256 signing key as stored: the public half in the clear, the private half
+/// sealed under the key ring (its kid as associated data).
+#[derive(Debug, Clone)]
+pub struct StoredSigningKey {
+    pub public: crate::jwt::PublicJwk,
+    pub private: Sealed,
+    pub created_at: i64,
+}
+
+/// How a session is looked up.
+#[derive(Debug, Clone)]
+pub enum SessionLookup {
+    Id(String),
+    TokenHash(Vec<u8>),
+}
+
+/// What counting a failed attempt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureOutcome {
+    /// Counted; the user is not locked.
+    Counted,
+    /// This failure reached the limit and set the lock, until the given time.
+    LockedNow(i64),
+    /// The user was already locked (by a concurrent failure); nothing was counted.
+    AlreadyLocked(i64),
+}

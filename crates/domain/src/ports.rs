@@ -5,6 +5,8 @@
 use crate::Error;
 use crate::ids::UserRef;
 use crate::model::*;
+use crate::session::{Session, SessionWrite};
+use serde_json::{Map, Value};
 
 #[async_trait::async_trait]
 pub trait Store: Send + Sync {
@@ -33,15 +35,14 @@ pub trait Store: Send + Sync {
     ) -> Result<(), Error>;
     /// Deletes a user and everything that hangs off it; false if there was none.
     async fn delete_user(&self, project_id: &str, user_id: &str) -> Result<bool, Error>;
-    /// Counts one failed attempt in one conditional write; returns the lock expiry when this
-    /// failure set the lock.
+    /// Counts one failed attempt in one conditional write (never on a locked user).
     async fn record_failure(
         &self,
         project_id: &str,
         user_id: &str,
         now: i64,
         policy: LockPolicy,
-    ) -> Result<Option<i64>, Error>;
+    ) -> Result<FailureOutcome, Error>;
 
     /// Inserts a TOTP with its recovery codes, replacing any pending one; `ActiveTotpExists`
     /// if the user has a verified TOTP.
@@ -51,7 +52,10 @@ pub trait Store: Send + Sync {
     -> Result<Vec<StoredTotp>, Error>;
     /// Accepts `step` for a TOTP with a compare-and-set on its last used step; on success also
     /// marks it verified, resets the failure counter and activates a pending user, all in one
-    /// transaction. False when the step (or a later one) was already accepted.
+    /// transaction. False when the step (or a later one) was already accepted; `UserLocked` if
+    /// the user is locked at commit time; `TotpsNotFoundForUser` if the TOTP went away.
+    /// `session` is applied in the same transaction; if it names a session that is not live
+    /// (or not this user's) everything rolls back with `SessionNotFound`.
     async fn accept_totp_step(
         &self,
         project_id: &str,
@@ -59,6 +63,7 @@ pub trait Store: Send + Sync {
         totp_id: &str,
         step: i64,
         now: i64,
+        session: Option<&SessionWrite>,
     ) -> Result<bool, Error>;
     /// Unused recovery codes of the given TOTPs.
     async fn unused_recovery_codes(
@@ -81,7 +86,33 @@ pub trait Store: Send + Sync {
         user_id: &str,
         code_id: &str,
         now: i64,
+        session: Option<&SessionWrite>,
     ) -> Result<bool, Error>;
-    /// Deletes a TOTP and its codes; returns the owner's id, or `None` if there was none.
-    async fn delete_totp(&self, project_id: &str, totp_id: &str) -> Result<Option<String>, Error>;
+    /// The project's signing keys, newest first.
+    async fn signing_keys(&self, project_id: &str) -> Result<Vec<StoredSigningKey>, Error>;
+    async fn insert_signing_key(&self, project_id: &str, key: &StoredSigningKey) -> Result<(), Error>;
+    /// A live session (not revoked, not expired at `now`).
+    async fn find_session(
+        &self,
+        project_id: &str,
+        by: &SessionLookup,
+        now: i64,
+    ) -> Result<Option<Session>, Error>;
+    /// The user's live sessions, newest first.
+    async fn list_sessions(&self, project_id: &str, user_id: &str, now: i64) -> Result<Vec<Session>, Error>;
+    /// Marks a live session accessed, optionally extending it and merging custom claims (a
+    /// `null` deletes a claim); `None` if it is no longer live.
+    async fn touch_session(
+        &self,
+        project_id: &str,
+        session_id: &str,
+        now: i64,
+        expires_at: Option<i64>,
+        custom_claims: Option<&Map<String, Value>>,
+    ) -> Result<Option<Session>, Error>;
+    /// Ends a live session; false if there was none.
+    async fn revoke_session(&self, project_id: &str, session_id: &str, now: i64) -> Result<bool, Error>;
+    /// Deletes a TOTP and its codes and ends the sessions it minted; returns the owner's id,
+    /// or `None` if there was none.
+    async fn delete_totp(&self, project_id: &str, totp_id: &str, now: i64) -> Result<Option<String>, Error>;
 }

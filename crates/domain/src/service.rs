@@ -3,14 +3,17 @@
 use crate::clock::Clock;
 use crate::crypto::KeyRing;
 use crate::ids::{self, Environment, ExternalId, Kind, TotpId, UserRef};
+use crate::jwt::{self, PublicJwk, SigningKey};
 use crate::model::*;
 use crate::ports::Store;
 use crate::recovery::{self, RecoveryCode};
+use crate::session::{self as sess, Factor, FactorKind, Session, SessionWrite};
 use crate::totp::{self, TotpCode, TotpParams, TotpSecret};
 use crate::{Error, validate};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use subtle::ConstantTimeEq;
 
 /// Tunables the services need, validated by the server at start.
@@ -59,7 +62,7 @@ pub struct UpdateUser {
 }
 
 /// What `POST /v1/totps` returns.
-#[derive(Debug)]
+// No `Debug`: it holds secrets that must never reach a log line.
 pub struct CreatedTotp {
     pub totp_id: String,
     pub secret: String,
@@ -69,16 +72,62 @@ pub struct CreatedTotp {
 }
 
 /// A successful authenticate or recover.
-#[derive(Debug)]
+// No `Debug`: it may hold a session token.
 pub struct Authenticated {
     pub user: User,
     pub totp_id: String,
     /// Set when a recovery code was spent.
     pub recovery_code_id: Option<String>,
+    /// Set when a session was asked for.
+    pub session: Option<MintedSession>,
 }
 
+/// The session part of authenticate / recover requests.
+#[derive(Debug, Clone, Default)]
+pub struct SessionRequest {
+    pub duration_minutes: Option<i64>,
+    pub token: Option<String>,
+    pub jwt: Option<String>,
+    pub custom_claims: Option<Map<String, Value>>,
+}
+
+/// A session with what the client gets back: the token (`""` when the session was named by a
+/// JWT, since only the token's hash is stored) and a fresh five-minute JWT.
+// No `Debug`: it holds secrets that must never reach a log line.
+pub struct MintedSession {
+    pub session: Session,
+    pub token: String,
+    pub jwt: String,
+}
+
+/// Which session a request names.
+#[derive(Debug, Clone)]
+pub enum SessionRef {
+    Id(String),
+    Token(String),
+    Jwt(String),
+}
+
+/// What authenticate / recover will do to sessions once the factor checks out.
+enum SessionPlan {
+    Create {
+        duration_secs: i64,
+        custom_claims: Map<String, Value>,
+    },
+    Attach {
+        session_id: String,
+        token: String,
+        duration_secs: Option<i64>,
+        custom_claims: Option<Map<String, Value>>,
+    },
+}
+
+/// How long a process keeps a project's signing key before looking again (so a rotation made
+/// by another replica is picked up).
+const SIGNING_KEY_TTL_SECS: i64 = 60;
+
 /// A TOTP with its unused recovery codes.
-#[derive(Debug)]
+// No `Debug`: it holds secrets that must never reach a log line.
 pub struct TotpCodes {
     pub totp_id: String,
     pub verified: bool,
@@ -86,7 +135,7 @@ pub struct TotpCodes {
 }
 
 /// A new project and its secret, shown once.
-#[derive(Debug)]
+// No `Debug`: it holds secrets that must never reach a log line.
 pub struct NewProject {
     pub project: Project,
     pub secret: String,
@@ -98,6 +147,7 @@ pub struct Latch {
     keys: Arc<KeyRing>,
     clock: Arc<dyn Clock>,
     policy: Policy,
+    signing: Mutex<HashMap<String, (Arc<SigningKey>, i64)>>,
 }
 
 fn secret_hash(secret: &str) -> Vec<u8> {
@@ -111,6 +161,7 @@ impl Latch {
             keys,
             clock,
             policy,
+            signing: Mutex::new(HashMap::new()),
         }
     }
 
@@ -275,7 +326,7 @@ impl Latch {
     pub async fn delete_totp(&self, p: &Project, totp_id: &TotpId) -> Result<User, Error> {
         let user_id = self
             .store
-            .delete_totp(&p.id, &totp_id.0)
+            .delete_totp(&p.id, &totp_id.0, self.now())
             .await?
             .ok_or(Error::TotpNotFound)?;
         self.reload(p, &user_id).await
@@ -344,25 +395,27 @@ impl Latch {
     /// Refuses while the user is locked (spec §5.7, §5.16), even before looking at the code.
     fn check_lock(&self, user: &User) -> Result<(), Error> {
         match user.lock {
-            Some(l) => Err(Error::UserLocked {
-                retry_after_secs: u64::try_from(l.expires_at - self.now()).unwrap_or(0).max(1),
-            }),
+            Some(l) => Err(Error::user_locked(l.expires_at, self.now())),
             None => Ok(()),
         }
     }
 
-    /// Counts a failed attempt in the database, then returns the error the client gets.
+    /// Counts a failed attempt in the database, then returns the error the client gets: a user
+    /// found already locked gets the lock error, so a locked user answers 429 to every code,
+    /// right or wrong (nothing tells a guesser which code was right).
     async fn fail(&self, p: &Project, user: &User, e: Error) -> Error {
+        let now = self.now();
         match self
             .store
-            .record_failure(&p.id, &user.id, self.now(), self.policy.lock)
+            .record_failure(&p.id, &user.id, now, self.policy.lock)
             .await
         {
-            Ok(Some(until)) => {
+            Ok(FailureOutcome::LockedNow(until)) => {
                 tracing::warn!(user_id = %user.id, lock_expires_at = until, "user locked after consecutive failed attempts");
                 e
             }
-            Ok(None) => e,
+            Ok(FailureOutcome::AlreadyLocked(until)) => Error::user_locked(until, now),
+            Ok(FailureOutcome::Counted) => e,
             Err(store_err) => store_err,
         }
     }
@@ -373,8 +426,10 @@ impl Latch {
         p: &Project,
         user: &UserRef,
         code: &TotpCode,
+        session: &SessionRequest,
     ) -> Result<Authenticated, Error> {
         let owner = self.load_user(p, user).await?;
+        let plan = self.plan_session(p, &owner, session).await?;
         self.check_lock(&owner)?;
         let now = self.now();
         let totps = self.store.usable_totps(&p.id, &owner.id, now).await?;
@@ -386,17 +441,28 @@ impl Latch {
             return Err(self.fail(p, &owner, Error::UnableToAuthenticateTotp).await);
         };
         let step = i64::try_from(step).map_err(Error::internal)?;
+        let factor = Factor {
+            kind: FactorKind::Totp,
+            totp_id: t.id.clone(),
+            recovery_code_id: None,
+            created_at: now,
+            last_authenticated_at: now,
+        };
+        let (write, token) = self.session_write(plan, &owner, factor, now)?;
         if !self
             .store
-            .accept_totp_step(&p.id, &owner.id, &t.id, step, now)
+            .accept_totp_step(&p.id, &owner.id, &t.id, step, now, write.as_ref())
             .await?
         {
             return Err(self.fail(p, &owner, Error::TotpCodeAlreadyAuthenticated).await);
         }
+        let user = self.reload(p, &owner.id).await?;
+        let session = self.minted(p, &user, write, token).await?;
         Ok(Authenticated {
-            user: self.reload(p, &owner.id).await?,
+            user,
             totp_id: t.id.clone(),
             recovery_code_id: None,
+            session,
         })
     }
 
@@ -429,8 +495,10 @@ impl Latch {
         p: &Project,
         user: &UserRef,
         code: &RecoveryCode,
+        session: &SessionRequest,
     ) -> Result<Authenticated, Error> {
         let owner = self.load_user(p, user).await?;
+        let plan = self.plan_session(p, &owner, session).await?;
         self.check_lock(&owner)?;
         let now = self.now();
         if self.store.usable_totps(&p.id, &owner.id, now).await?.is_empty() {
@@ -448,20 +516,342 @@ impl Latch {
                 .fail(p, &owner, Error::UnableToAuthenticateRecoveryCode)
                 .await);
         };
+        let factor = Factor {
+            kind: FactorKind::RecoveryCode,
+            totp_id: found.totp_id.clone(),
+            recovery_code_id: Some(found.id.clone()),
+            created_at: now,
+            last_authenticated_at: now,
+        };
+        let (write, token) = self.session_write(plan, &owner, factor, now)?;
         if !self
             .store
-            .spend_recovery_code(&p.id, &owner.id, &found.id, now)
+            .spend_recovery_code(&p.id, &owner.id, &found.id, now, write.as_ref())
             .await?
         {
             return Err(self
                 .fail(p, &owner, Error::UnableToAuthenticateRecoveryCode)
                 .await);
         }
+        let user = self.reload(p, &owner.id).await?;
+        let session = self.minted(p, &user, write, token).await?;
         Ok(Authenticated {
-            user: self.reload(p, &owner.id).await?,
+            user,
             totp_id: found.totp_id,
             recovery_code_id: Some(found.id),
+            session,
         })
+    }
+
+    // ---- sessions ----
+
+    /// Checks the session part of an authenticate / recover request before the factor is
+    /// looked at, so a bad session argument never spends a code.
+    async fn plan_session(
+        &self,
+        p: &Project,
+        owner: &User,
+        req: &SessionRequest,
+    ) -> Result<Option<SessionPlan>, Error> {
+        let duration_secs = req.duration_minutes.map(sess::duration_secs).transpose()?;
+        let custom_claims = req
+            .custom_claims
+            .clone()
+            .map(sess::clean_custom_claims)
+            .transpose()?;
+        let named = match (&req.token, &req.jwt) {
+            (Some(_), Some(_)) => return Err(Error::TooManySessionArguments),
+            (Some(t), None) => Some(SessionRef::Token(t.clone())),
+            (None, Some(j)) => Some(SessionRef::Jwt(j.clone())),
+            (None, None) => None,
+        };
+        match named {
+            Some(r) => {
+                let token = if let SessionRef::Token(t) = &r {
+                    t.clone()
+                } else {
+                    String::new()
+                };
+                let s = self.find_live_session(p, &r).await?;
+                if s.user_id != owner.id {
+                    return Err(Error::SessionNotFound);
+                }
+                Ok(Some(SessionPlan::Attach {
+                    session_id: s.id,
+                    token,
+                    duration_secs,
+                    custom_claims,
+                }))
+            }
+            None => Ok(duration_secs.map(|d| SessionPlan::Create {
+                duration_secs: d,
+                custom_claims: custom_claims.unwrap_or_default(),
+            })),
+        }
+    }
+
+    /// Turns a plan into the write the store commits with the factor, and the token to return.
+    fn session_write(
+        &self,
+        plan: Option<SessionPlan>,
+        owner: &User,
+        factor: Factor,
+        now: i64,
+    ) -> Result<(Option<SessionWrite>, String), Error> {
+        Ok(match plan {
+            None => (None, String::new()),
+            Some(SessionPlan::Create {
+                duration_secs,
+                custom_claims,
+            }) => {
+                let token = sess::new_token()?;
+                let env = ids::classify(Kind::User, &owner.id);
+                let env = if env == ids::Parsed::Id(Environment::Live) {
+                    Environment::Live
+                } else {
+                    Environment::Test
+                };
+                let session = Session {
+                    id: ids::mint(Kind::Session, env),
+                    user_id: owner.id.clone(),
+                    totp_id: factor.totp_id.clone(),
+                    factors: vec![factor],
+                    custom_claims,
+                    started_at: now,
+                    last_accessed_at: now,
+                    expires_at: now + duration_secs,
+                };
+                (
+                    Some(SessionWrite::Create {
+                        session,
+                        token_hash: sess::token_hash(&token),
+                    }),
+                    token,
+                )
+            }
+            Some(SessionPlan::Attach {
+                session_id,
+                token,
+                duration_secs,
+                custom_claims,
+            }) => (
+                Some(SessionWrite::Attach {
+                    session_id,
+                    factor,
+                    expires_at: duration_secs.map(|d| now + d),
+                    custom_claims,
+                }),
+                token,
+            ),
+        })
+    }
+
+    /// The session after a successful write, with a fresh JWT.
+    async fn minted(
+        &self,
+        p: &Project,
+        user: &User,
+        write: Option<SessionWrite>,
+        token: String,
+    ) -> Result<Option<MintedSession>, Error> {
+        let session = match write {
+            None => return Ok(None),
+            Some(SessionWrite::Create { session, .. }) => session,
+            Some(SessionWrite::Attach { session_id, .. }) => self
+                .store
+                .find_session(&p.id, &SessionLookup::Id(session_id), self.now())
+                .await?
+                .ok_or(Error::SessionNotFound)?,
+        };
+        let jwt = self.sign(p, &session, user).await?;
+        Ok(Some(MintedSession { session, token, jwt }))
+    }
+
+    async fn sign(&self, p: &Project, session: &Session, user: &User) -> Result<String, Error> {
+        let key = self.signing_key(p).await?;
+        key.sign(&session.jwt_claims(&p.id, &user.roles, self.now()))
+    }
+
+    /// The key that signs this project's JWTs, cached for a minute; created on first use.
+    async fn signing_key(&self, p: &Project) -> Result<Arc<SigningKey>, Error> {
+        let now = self.now();
+        let cached = self.signing.lock().ok().and_then(|cache| {
+            cache
+                .get(&p.id)
+                .filter(|(_, at)| now - *at < SIGNING_KEY_TTL_SECS)
+                .map(|(k, _)| k.clone())
+        });
+        if let Some(k) = cached {
+            return Ok(k);
+        }
+        let stored = match self.store.signing_keys(&p.id).await?.into_iter().next() {
+            Some(k) => k,
+            None => self.new_signing_key(p, None).await?,
+        };
+        let der = self.keys.open(&stored.private, &stored.public.kid)?;
+        let key = Arc::new(SigningKey::from_pkcs8(&stored.public.kid, &der)?);
+        if let Ok(mut cache) = self.signing.lock() {
+            cache.insert(p.id.clone(), (key.clone(), now));
+        }
+        Ok(key)
+    }
+
+    /// Generates and stores a key, dated after `newest` so "newest first" is unambiguous even
+    /// within one second.
+    async fn new_signing_key(&self, p: &Project, newest: Option<i64>) -> Result<StoredSigningKey, Error> {
+        let kid = ids::mint(Kind::Jwk, p.env);
+        let generated = jwt::generate(&kid)?;
+        let stored = StoredSigningKey {
+            private: self.keys.seal(&generated.pkcs8_der, &kid)?,
+            public: generated.public,
+            created_at: std::cmp::max(self.now(), newest.map_or(i64::MIN, |n| n + 1)),
+        };
+        self.store.insert_signing_key(&p.id, &stored).await?;
+        tracing::info!(project_id = %p.id, kid = %kid, "created a session signing key");
+        Ok(stored)
+    }
+
+    /// Adds a new signing key; JWTs signed by the previous one keep verifying (JWKS serves
+    /// both) until they expire.
+    pub async fn rotate_signing_key(&self, project_id: &str) -> Result<PublicJwk, Error> {
+        let p = self.project(project_id).await?;
+        let newest = self
+            .store
+            .signing_keys(&p.id)
+            .await?
+            .first()
+            .map(|k| k.created_at);
+        let k = self.new_signing_key(&p, newest).await?;
+        if let Ok(mut cache) = self.signing.lock() {
+            cache.remove(&p.id);
+        }
+        Ok(k.public)
+    }
+
+    async fn project(&self, project_id: &str) -> Result<Project, Error> {
+        if ids::project_environment(project_id).is_none() {
+            return Err(Error::ProjectNotFound);
+        }
+        self.store
+            .project_auth(project_id)
+            .await?
+            .map(|(p, _)| p)
+            .ok_or(Error::ProjectNotFound)
+    }
+
+    /// The public keys a project's JWTs verify against: the current and the previous one.
+    pub async fn jwks(&self, project_id: &str) -> Result<Vec<PublicJwk>, Error> {
+        let p = self.project(project_id).await?;
+        let mut keys: Vec<PublicJwk> = self
+            .store
+            .signing_keys(&p.id)
+            .await?
+            .into_iter()
+            .take(2)
+            .map(|k| k.public)
+            .collect();
+        if keys.is_empty() {
+            self.signing_key(&p).await?;
+            keys = self
+                .store
+                .signing_keys(&p.id)
+                .await?
+                .into_iter()
+                .take(2)
+                .map(|k| k.public)
+                .collect();
+        }
+        Ok(keys)
+    }
+
+    /// The session a token or JWT names, if it is live.
+    async fn find_live_session(&self, p: &Project, r: &SessionRef) -> Result<Session, Error> {
+        let lookup = match r {
+            SessionRef::Id(id) => SessionLookup::Id(id.clone()),
+            SessionRef::Token(t) => {
+                sess::check_token_shape(t)?;
+                SessionLookup::TokenHash(sess::token_hash(t))
+            }
+            SessionRef::Jwt(j) => SessionLookup::Id(self.session_id_from_jwt(p, j).await?),
+        };
+        self.store
+            .find_session(&p.id, &lookup, self.now())
+            .await?
+            .ok_or(Error::SessionNotFound)
+    }
+
+    /// Verifies a JWT's signature against the project's keys (not its expiry: an expired JWT of
+    /// a live session can be refreshed) and returns the session id it carries.
+    async fn session_id_from_jwt(&self, p: &Project, token: &str) -> Result<String, Error> {
+        let keys: Vec<PublicJwk> = self
+            .store
+            .signing_keys(&p.id)
+            .await?
+            .into_iter()
+            .take(2)
+            .map(|k| k.public)
+            .collect();
+        let claims = jwt::verify(token, &keys).map_err(|e| match e {
+            jwt::JwtError::Malformed => Error::UnableToParseSessionJwt,
+            jwt::JwtError::BadSignature => Error::SessionNotFound,
+        })?;
+        if claims["iss"] != Value::String(format!("stytch.com/{}", p.id)) {
+            return Err(Error::SessionNotFound);
+        }
+        claims[sess::SESSION_CLAIM]["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or(Error::UnableToParseSessionJwt)
+    }
+
+    /// `POST /v1/sessions/authenticate`.
+    pub async fn authenticate_session(
+        &self,
+        p: &Project,
+        token: Option<String>,
+        jwt: Option<String>,
+        duration_minutes: Option<i64>,
+        custom_claims: Option<Map<String, Value>>,
+    ) -> Result<(MintedSession, User), Error> {
+        let r = match (token, jwt) {
+            (Some(_), Some(_)) => return Err(Error::TooManySessionArguments),
+            (None, None) => return Err(Error::NoSessionArguments),
+            (Some(t), None) => SessionRef::Token(t),
+            (None, Some(j)) => SessionRef::Jwt(j),
+        };
+        let duration = duration_minutes.map(sess::duration_secs).transpose()?;
+        let claims = custom_claims.map(sess::clean_custom_claims).transpose()?;
+        let found = self.find_live_session(p, &r).await?;
+        let now = self.now();
+        let session = self
+            .store
+            .touch_session(&p.id, &found.id, now, duration.map(|d| now + d), claims.as_ref())
+            .await?
+            .ok_or(Error::SessionNotFound)?;
+        let user = self.reload(p, &session.user_id).await?;
+        let jwt = self.sign(p, &session, &user).await?;
+        let token = if let SessionRef::Token(t) = r {
+            t
+        } else {
+            String::new()
+        };
+        Ok((MintedSession { session, token, jwt }, user))
+    }
+
+    /// `GET /v1/sessions?user_id=`: the user's live sessions.
+    pub async fn list_sessions(&self, p: &Project, user: &UserRef) -> Result<Vec<Session>, Error> {
+        let owner = self.load_user(p, user).await?;
+        self.store.list_sessions(&p.id, &owner.id, self.now()).await
+    }
+
+    /// `POST /v1/sessions/revoke`.
+    pub async fn revoke_session(&self, p: &Project, r: &SessionRef) -> Result<(), Error> {
+        let s = self.find_live_session(p, r).await?;
+        if self.store.revoke_session(&p.id, &s.id, self.now()).await? {
+            Ok(())
+        } else {
+            Err(Error::SessionNotFound)
+        }
     }
 }
 

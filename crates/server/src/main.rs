@@ -58,6 +58,15 @@ enum ProjectCommand {
 enum KeysCommand {
     /// Print a new random key to add to the configuration.
     Generate,
+    /// Add a new session-signing key to a project; JWTs signed by the previous key keep
+    /// verifying (JWKS serves both) until they expire.
+    RotateSigning {
+        #[arg(long)]
+        project: String,
+        /// Print `{"kid": …}`.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -128,7 +137,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }),
-        Some(Command::Keys { .. }) => Ok(()),
+        Some(Command::Keys {
+            command: KeysCommand::RotateSigning { project, json },
+        }) => runtime.block_on(async {
+            let (latch, db) = server::services(&settings, Arc::new(SystemClock)).await?;
+            let key = latch
+                .rotate_signing_key(&project)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message()))?;
+            db.close().await?;
+            if json {
+                println!("{}", serde_json::json!({"project_id": project, "kid": key.kid}));
+            } else {
+                println!(
+                    "new signing key {} for {project}; the previous key stays in JWKS",
+                    key.kid
+                );
+            }
+            Ok(())
+        }),
+        Some(Command::Keys {
+            command: KeysCommand::Generate,
+        }) => Ok(()),
     }
 }
 

@@ -170,3 +170,54 @@ pub(crate) mod recovery_code {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub(crate) mod session {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sessions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub project_id: String,
+        pub user_id: String,
+        pub totp_id: String,
+        /// SHA-256 of the session token; the token itself is never stored.
+        pub token_hash: Vec<u8>,
+        /// JSON array of `domain::session::Factor`.
+        pub factors: String,
+        pub custom_claims: String,
+        pub started_at: i64,
+        pub last_accessed_at: i64,
+        pub expires_at: i64,
+        pub revoked_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub(crate) mod signing_key {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "signing_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub kid: String,
+        pub project_id: String,
+        pub n: String,
+        pub e: String,
+        pub private_key_id: String,
+        /// PKCS#8 DER of the RSA private key, sealed with the kid as associated data.
+        pub private_sealed: Vec<u8>,
+        pub created_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -13,7 +13,10 @@ use domain::Error;
 use domain::crypto::Sealed;
 use domain::ids::UserRef;
 use domain::model::*;
-use entity::{project, project_secret, recovery_code, totp, user, user_email, user_phone};
+use domain::session::{Session, SessionWrite};
+use entity::{
+    project, project_secret, recovery_code, session, signing_key, totp, user, user_email, user_phone,
+};
 use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database, DatabaseBackend,
@@ -139,7 +142,14 @@ impl Db {
 }
 
 fn db_err(e: DbErr) -> Error {
-    Error::internal(e)
+    match e {
+        // The database is unreachable or the pool is exhausted: a 503 the client may retry.
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
+            tracing::warn!(error = %e, "database unavailable");
+            Error::ServiceUnavailable
+        }
+        e => Error::internal(e),
+    }
 }
 
 /// Maps a unique violation to the domain error its index stands for.
@@ -190,23 +200,44 @@ async fn touch_user(
     }
 }
 
-/// After a success: the failure counter starts again and a pending user becomes active.
-async fn note_success(
+/// The first write of every successful authentication, taking the user's row lock before any
+/// other (so writers always lock in the same order): the failure counter starts again and a
+/// pending user becomes active, unless the user is locked, which is checked here, inside the
+/// transaction, so a lock set by a concurrent failure is never raced past.
+async fn claim_user(
     txn: &DatabaseTransaction,
     project_id: &str,
     user_id: &str,
     now: i64,
 ) -> Result<(), Error> {
-    user::Entity::update_many()
+    let r = user::Entity::update_many()
         .col_expr(user::Column::FailedAttempts, Expr::value(0))
         .col_expr(user::Column::Status, Expr::value(UserStatus::Active.as_str()))
         .col_expr(user::Column::UpdatedAt, Expr::value(now))
         .filter(user::Column::Id.eq(user_id))
         .filter(user::Column::ProjectId.eq(project_id))
+        .filter(unlocked(now))
         .exec(txn)
         .await
         .map_err(db_err)?;
-    Ok(())
+    if r.rows_affected == 1 {
+        return Ok(());
+    }
+    let found = user::Entity::find_by_id(user_id)
+        .filter(user::Column::ProjectId.eq(project_id))
+        .one(txn)
+        .await
+        .map_err(db_err)?;
+    match found.and_then(|u| u.lock_expires_at) {
+        Some(until) if until > now => Err(Error::user_locked(until, now)),
+        _ => Err(Error::UserNotFound),
+    }
+}
+
+fn unlocked(now: i64) -> Condition {
+    Condition::any()
+        .add(user::Column::LockExpiresAt.is_null())
+        .add(user::Column::LockExpiresAt.lte(now))
 }
 
 fn visible_totps(now: i64) -> Condition {
@@ -226,6 +257,145 @@ fn stored_totp(m: totp::Model) -> StoredTotp {
         },
         expires_at: m.expires_at,
         created_at: m.created_at,
+    }
+}
+
+fn to_session(m: session::Model) -> Result<Session, Error> {
+    Ok(Session {
+        factors: serde_json::from_str(&m.factors).map_err(Error::internal)?,
+        custom_claims: parse_object(&m.custom_claims)?,
+        id: m.id,
+        user_id: m.user_id,
+        totp_id: m.totp_id,
+        started_at: m.started_at,
+        last_accessed_at: m.last_accessed_at,
+        expires_at: m.expires_at,
+    })
+}
+
+fn live_sessions(now: i64) -> Condition {
+    Condition::all()
+        .add(session::Column::RevokedAt.is_null())
+        .add(session::Column::ExpiresAt.gt(now))
+}
+
+/// Marks a live session accessed (taking its row lock) and applies changes to it; `None` if it
+/// is not live or not the given user's.
+async fn update_live_session(
+    txn: &DatabaseTransaction,
+    project_id: &str,
+    session_id: &str,
+    user_id: Option<&str>,
+    now: i64,
+    change: impl FnOnce(&mut Session),
+) -> Result<Option<Session>, Error> {
+    let mut q = session::Entity::update_many()
+        .col_expr(session::Column::LastAccessedAt, Expr::value(now))
+        .filter(session::Column::Id.eq(session_id))
+        .filter(session::Column::ProjectId.eq(project_id))
+        .filter(live_sessions(now));
+    if let Some(u) = user_id {
+        q = q.filter(session::Column::UserId.eq(u));
+    }
+    if q.exec(txn).await.map_err(db_err)?.rows_affected != 1 {
+        return Ok(None);
+    }
+    let Some(row) = session::Entity::find_by_id(session_id)
+        .one(txn)
+        .await
+        .map_err(db_err)?
+    else {
+        return Ok(None);
+    };
+    let mut s = to_session(row)?;
+    change(&mut s);
+    session::Entity::update_many()
+        .col_expr(session::Column::Factors, Expr::value(to_json(&s.factors)?))
+        .col_expr(
+            session::Column::CustomClaims,
+            Expr::value(to_json(&s.custom_claims)?),
+        )
+        .col_expr(session::Column::ExpiresAt, Expr::value(s.expires_at))
+        .filter(session::Column::Id.eq(session_id))
+        .exec(txn)
+        .await
+        .map_err(db_err)?;
+    Ok(Some(s))
+}
+
+/// Applies the session part of a successful authentication inside its transaction.
+async fn apply_session_write(
+    txn: &DatabaseTransaction,
+    project_id: &str,
+    user_id: &str,
+    write: &SessionWrite,
+    now: i64,
+) -> Result<(), Error> {
+    match write {
+        SessionWrite::Create {
+            session: s,
+            token_hash,
+        } => {
+            session::Entity::insert(session::ActiveModel {
+                id: Set(s.id.clone()),
+                project_id: Set(project_id.to_owned()),
+                user_id: Set(user_id.to_owned()),
+                totp_id: Set(s.totp_id.clone()),
+                token_hash: Set(token_hash.clone()),
+                factors: Set(to_json(&s.factors)?),
+                custom_claims: Set(to_json(&s.custom_claims)?),
+                started_at: Set(s.started_at),
+                last_accessed_at: Set(s.last_accessed_at),
+                expires_at: Set(s.expires_at),
+                revoked_at: Set(None),
+            })
+            .exec(txn)
+            .await
+            .map_err(db_err)?;
+            Ok(())
+        }
+        SessionWrite::Attach {
+            session_id,
+            factor,
+            expires_at,
+            custom_claims,
+        } => {
+            let updated = update_live_session(txn, project_id, session_id, Some(user_id), now, |s| {
+                factor.merge_into(&mut s.factors);
+                if let Some(e) = expires_at {
+                    s.expires_at = *e;
+                }
+                if let Some(c) = custom_claims {
+                    domain::validate::merge_metadata(&mut s.custom_claims, c);
+                }
+            })
+            .await?;
+            updated.map(|_| ()).ok_or(Error::SessionNotFound)
+        }
+    }
+}
+
+/// Commits `txn` after the session write, or rolls everything back if the write fails.
+async fn finish_success(
+    txn: DatabaseTransaction,
+    project_id: &str,
+    user_id: &str,
+    session: Option<&SessionWrite>,
+    now: i64,
+) -> Result<bool, Error> {
+    let applied = match session {
+        Some(w) => apply_session_write(&txn, project_id, user_id, w, now).await,
+        None => Ok(()),
+    };
+    match applied {
+        Ok(()) => {
+            txn.commit().await.map_err(db_err)?;
+            Ok(true)
+        }
+        Err(e) => {
+            txn.rollback().await.map_err(db_err)?;
+            Err(e)
+        }
     }
 }
 
@@ -484,6 +654,21 @@ impl domain::ports::Store for Db {
 
     async fn delete_user(&self, project_id: &str, user_id: &str) -> Result<bool, Error> {
         let txn = self.write().await?;
+        // Lock order everywhere: user, then TOTP, then sessions (no deadlock cycles). The row is
+        // deleted below, so the timestamp this writes is moot.
+        if let Err(e) = touch_user(&txn, project_id, user_id, 0).await {
+            txn.rollback().await.map_err(db_err)?;
+            return match e {
+                Error::UserNotFound => Ok(false),
+                e => Err(e),
+            };
+        }
+        session::Entity::delete_many()
+            .filter(session::Column::ProjectId.eq(project_id))
+            .filter(session::Column::UserId.eq(user_id))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
         recovery_code::Entity::delete_many()
             .filter(recovery_code::Column::ProjectId.eq(project_id))
             .filter(recovery_code::Column::UserId.eq(user_id))
@@ -524,7 +709,7 @@ impl domain::ports::Store for Db {
         user_id: &str,
         now: i64,
         policy: LockPolicy,
-    ) -> Result<Option<i64>, Error> {
+    ) -> Result<FailureOutcome, Error> {
         let until = now + policy.lock_secs;
         let next = Expr::col(user::Column::FailedAttempts).add(1);
         let locks = Expr::col(user::Column::FailedAttempts)
@@ -554,23 +739,26 @@ impl domain::ports::Store for Db {
             )
             .filter(user::Column::Id.eq(user_id))
             .filter(user::Column::ProjectId.eq(project_id))
-            .filter(
-                Condition::any()
-                    .add(user::Column::LockExpiresAt.is_null())
-                    .add(user::Column::LockExpiresAt.lte(now)),
-            )
+            .filter(unlocked(now))
             .exec(&txn)
             .await
             .map_err(db_err)?;
         // Inside the transaction the row is ours: a counter back at zero means this write set
-        // the lock.
+        // the lock; no row changed means the user was already locked (or is gone).
         let after = user::Entity::find_by_id(user_id)
+            .filter(user::Column::ProjectId.eq(project_id))
             .one(&txn)
             .await
             .map_err(db_err)?;
         txn.commit().await.map_err(db_err)?;
-        let set_lock = r.rows_affected == 1 && after.as_ref().is_some_and(|u| u.failed_attempts == 0);
-        Ok(after.and_then(|u| u.lock_expires_at).filter(|_| set_lock))
+        let Some(after) = after else {
+            return Ok(FailureOutcome::Counted);
+        };
+        Ok(match (r.rows_affected, after.lock_expires_at) {
+            (1, Some(until)) if after.failed_attempts == 0 && until > now => FailureOutcome::LockedNow(until),
+            (0, Some(until)) if until > now => FailureOutcome::AlreadyLocked(until),
+            _ => FailureOutcome::Counted,
+        })
     }
 
     async fn insert_totp(&self, project_id: &str, t: &NewTotp, now: i64) -> Result<(), Error> {
@@ -676,8 +864,13 @@ impl domain::ports::Store for Db {
         totp_id: &str,
         step: i64,
         now: i64,
+        session: Option<&SessionWrite>,
     ) -> Result<bool, Error> {
         let txn = self.write().await?;
+        if let Err(e) = claim_user(&txn, project_id, user_id, now).await {
+            txn.rollback().await.map_err(db_err)?;
+            return Err(e);
+        }
         // The compare-and-set of spec §5.5: the step only moves forward, once.
         let r = totp::Entity::update_many()
             .col_expr(totp::Column::LastUsedStep, Expr::value(step))
@@ -696,12 +889,22 @@ impl domain::ports::Store for Db {
             .await
             .map_err(unique_err)?;
         if r.rows_affected != 1 {
+            // A replay, unless the TOTP vanished or expired meanwhile (not the client's fault,
+            // and not counted as a failure).
+            let still_there = totp::Entity::find_by_id(totp_id)
+                .filter(totp::Column::ProjectId.eq(project_id))
+                .filter(visible_totps(now))
+                .count(&txn)
+                .await
+                .map_err(db_err)?;
             txn.rollback().await.map_err(db_err)?;
-            return Ok(false);
+            return if still_there == 1 {
+                Ok(false)
+            } else {
+                Err(Error::TotpsNotFoundForUser)
+            };
         }
-        note_success(&txn, project_id, user_id, now).await?;
-        txn.commit().await.map_err(db_err)?;
-        Ok(true)
+        finish_success(txn, project_id, user_id, session, now).await
     }
 
     async fn unused_recovery_codes(
@@ -768,8 +971,13 @@ impl domain::ports::Store for Db {
         user_id: &str,
         code_id: &str,
         now: i64,
+        session: Option<&SessionWrite>,
     ) -> Result<bool, Error> {
         let txn = self.write().await?;
+        if let Err(e) = claim_user(&txn, project_id, user_id, now).await {
+            txn.rollback().await.map_err(db_err)?;
+            return Err(e);
+        }
         // R-RC-1: exactly one request can move used_at from NULL.
         let r = recovery_code::Entity::update_many()
             .col_expr(recovery_code::Column::UsedAt, Expr::value(now))
@@ -784,12 +992,119 @@ impl domain::ports::Store for Db {
             txn.rollback().await.map_err(db_err)?;
             return Ok(false);
         }
-        note_success(&txn, project_id, user_id, now).await?;
-        txn.commit().await.map_err(db_err)?;
-        Ok(true)
+        finish_success(txn, project_id, user_id, session, now).await
     }
 
-    async fn delete_totp(&self, project_id: &str, totp_id: &str) -> Result<Option<String>, Error> {
+    async fn signing_keys(&self, project_id: &str) -> Result<Vec<StoredSigningKey>, Error> {
+        Ok(signing_key::Entity::find()
+            .filter(signing_key::Column::ProjectId.eq(project_id))
+            .order_by_desc(signing_key::Column::CreatedAt)
+            .order_by_desc(signing_key::Column::Kid)
+            .all(&self.conn)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|k| StoredSigningKey {
+                public: domain::jwt::PublicJwk {
+                    kid: k.kid,
+                    n: k.n,
+                    e: k.e,
+                },
+                private: Sealed {
+                    key_id: k.private_key_id,
+                    bytes: k.private_sealed,
+                },
+                created_at: k.created_at,
+            })
+            .collect())
+    }
+
+    async fn insert_signing_key(&self, project_id: &str, k: &StoredSigningKey) -> Result<(), Error> {
+        signing_key::Entity::insert(signing_key::ActiveModel {
+            kid: Set(k.public.kid.clone()),
+            project_id: Set(project_id.to_owned()),
+            n: Set(k.public.n.clone()),
+            e: Set(k.public.e.clone()),
+            private_key_id: Set(k.private.key_id.clone()),
+            private_sealed: Set(k.private.bytes.clone()),
+            created_at: Set(k.created_at),
+        })
+        .exec(&self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn find_session(
+        &self,
+        project_id: &str,
+        by: &SessionLookup,
+        now: i64,
+    ) -> Result<Option<Session>, Error> {
+        let q = session::Entity::find()
+            .filter(session::Column::ProjectId.eq(project_id))
+            .filter(live_sessions(now));
+        let q = match by {
+            SessionLookup::Id(id) => q.filter(session::Column::Id.eq(id.as_str())),
+            SessionLookup::TokenHash(h) => q.filter(session::Column::TokenHash.eq(h.clone())),
+        };
+        q.one(&self.conn)
+            .await
+            .map_err(db_err)?
+            .map(to_session)
+            .transpose()
+    }
+
+    async fn list_sessions(&self, project_id: &str, user_id: &str, now: i64) -> Result<Vec<Session>, Error> {
+        session::Entity::find()
+            .filter(session::Column::ProjectId.eq(project_id))
+            .filter(session::Column::UserId.eq(user_id))
+            .filter(live_sessions(now))
+            .order_by_desc(session::Column::StartedAt)
+            .order_by_desc(session::Column::Id)
+            .all(&self.conn)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(to_session)
+            .collect()
+    }
+
+    async fn touch_session(
+        &self,
+        project_id: &str,
+        session_id: &str,
+        now: i64,
+        expires_at: Option<i64>,
+        custom_claims: Option<&Map<String, Value>>,
+    ) -> Result<Option<Session>, Error> {
+        let txn = self.write().await?;
+        let updated = update_live_session(&txn, project_id, session_id, None, now, |s| {
+            if let Some(e) = expires_at {
+                s.expires_at = e;
+            }
+            if let Some(c) = custom_claims {
+                domain::validate::merge_metadata(&mut s.custom_claims, c);
+            }
+        })
+        .await?;
+        txn.commit().await.map_err(db_err)?;
+        Ok(updated)
+    }
+
+    async fn revoke_session(&self, project_id: &str, session_id: &str, now: i64) -> Result<bool, Error> {
+        let r = session::Entity::update_many()
+            .col_expr(session::Column::RevokedAt, Expr::value(now))
+            .filter(session::Column::Id.eq(session_id))
+            .filter(session::Column::ProjectId.eq(project_id))
+            .filter(live_sessions(now))
+            .exec(&self.conn)
+            .await
+            .map_err(db_err)?;
+        Ok(r.rows_affected == 1)
+    }
+
+    async fn delete_totp(&self, project_id: &str, totp_id: &str, now: i64) -> Result<Option<String>, Error> {
         let txn = self.write().await?;
         let Some(t) = totp::Entity::find_by_id(totp_id)
             .filter(totp::Column::ProjectId.eq(project_id))
@@ -800,15 +1115,29 @@ impl domain::ports::Store for Db {
             txn.rollback().await.map_err(db_err)?;
             return Ok(None);
         };
+        // The TOTP row first (lock order: user, TOTP, sessions), then what hangs off it.
+        let r = totp::Entity::delete_many()
+            .filter(totp::Column::ProjectId.eq(project_id))
+            .filter(totp::Column::Id.eq(totp_id))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        if r.rows_affected != 1 {
+            txn.rollback().await.map_err(db_err)?;
+            return Ok(None);
+        }
         recovery_code::Entity::delete_many()
             .filter(recovery_code::Column::ProjectId.eq(project_id))
             .filter(recovery_code::Column::TotpId.eq(totp_id))
             .exec(&txn)
             .await
             .map_err(db_err)?;
-        totp::Entity::delete_many()
-            .filter(totp::Column::ProjectId.eq(project_id))
-            .filter(totp::Column::Id.eq(totp_id))
+        // R-A-5: the sessions this factor built end with it.
+        session::Entity::update_many()
+            .col_expr(session::Column::RevokedAt, Expr::value(now))
+            .filter(session::Column::ProjectId.eq(project_id))
+            .filter(session::Column::TotpId.eq(totp_id))
+            .filter(session::Column::RevokedAt.is_null())
             .exec(&txn)
             .await
             .map_err(db_err)?;

@@ -3,12 +3,64 @@
 
 use sea_orm_migration::prelude::*;
 
+fn id(name: &'static str) -> ColumnDef {
+    ColumnDef::new(name).string().not_null().primary_key().to_owned()
+}
+fn text(name: &'static str) -> ColumnDef {
+    ColumnDef::new(name).string().not_null().to_owned()
+}
+fn text_null(name: &'static str) -> ColumnDef {
+    ColumnDef::new(name).string().null().to_owned()
+}
+fn int(name: &'static str) -> ColumnDef {
+    ColumnDef::new(name).big_integer().not_null().to_owned()
+}
+fn int_null(name: &'static str) -> ColumnDef {
+    ColumnDef::new(name).big_integer().null().to_owned()
+}
+fn blob(name: &'static str) -> ColumnDef {
+    ColumnDef::new(name).blob().not_null().to_owned()
+}
+fn boolean(name: &'static str) -> ColumnDef {
+    ColumnDef::new(name).boolean().not_null().to_owned()
+}
+
+async fn table(m: &SchemaManager<'_>, name: &'static str, cols: Vec<ColumnDef>) -> Result<(), DbErr> {
+    let mut t = Table::create();
+    t.table(name).if_not_exists();
+    for mut c in cols {
+        t.col(&mut c);
+    }
+    m.create_table(t).await
+}
+
+async fn index(
+    m: &SchemaManager<'_>,
+    name: &'static str,
+    table: &'static str,
+    cols: &[&'static str],
+    unique: bool,
+) -> Result<(), DbErr> {
+    let mut i = Index::create();
+    i.name(name).table(table).if_not_exists();
+    for c in cols {
+        i.col(*c);
+    }
+    if unique {
+        i.unique();
+    }
+    m.create_index(i).await
+}
+
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_initial::Migration)]
+        vec![
+            Box::new(m0001_initial::Migration),
+            Box::new(m0002_sessions::Migration),
+        ]
     }
 }
 
@@ -23,54 +75,7 @@ mod m0001_initial {
         }
     }
 
-    fn id(name: &'static str) -> ColumnDef {
-        ColumnDef::new(name).string().not_null().primary_key().to_owned()
-    }
-    fn text(name: &'static str) -> ColumnDef {
-        ColumnDef::new(name).string().not_null().to_owned()
-    }
-    fn text_null(name: &'static str) -> ColumnDef {
-        ColumnDef::new(name).string().null().to_owned()
-    }
-    fn int(name: &'static str) -> ColumnDef {
-        ColumnDef::new(name).big_integer().not_null().to_owned()
-    }
-    fn int_null(name: &'static str) -> ColumnDef {
-        ColumnDef::new(name).big_integer().null().to_owned()
-    }
-    fn blob(name: &'static str) -> ColumnDef {
-        ColumnDef::new(name).blob().not_null().to_owned()
-    }
-    fn boolean(name: &'static str) -> ColumnDef {
-        ColumnDef::new(name).boolean().not_null().to_owned()
-    }
-
-    async fn table(m: &SchemaManager<'_>, name: &'static str, cols: Vec<ColumnDef>) -> Result<(), DbErr> {
-        let mut t = Table::create();
-        t.table(name).if_not_exists();
-        for mut c in cols {
-            t.col(&mut c);
-        }
-        m.create_table(t).await
-    }
-
-    async fn index(
-        m: &SchemaManager<'_>,
-        name: &'static str,
-        table: &'static str,
-        cols: &[&'static str],
-        unique: bool,
-    ) -> Result<(), DbErr> {
-        let mut i = Index::create();
-        i.name(name).table(table).if_not_exists();
-        for c in cols {
-            i.col(*c);
-        }
-        if unique {
-            i.unique();
-        }
-        m.create_index(i).await
-    }
+    use super::*;
 
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
@@ -221,6 +226,75 @@ mod m0001_initial {
             )
             .await?;
             index(m, "ix_recovery_codes_totp", "recovery_codes", &["totp_id"], false).await?;
+            Ok(())
+        }
+    }
+}
+
+mod m0002_sessions {
+    use super::*;
+
+    pub(super) struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m0002_sessions"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            table(
+                m,
+                "sessions",
+                vec![
+                    id("id"),
+                    text("project_id"),
+                    text("user_id"),
+                    text("totp_id"),
+                    blob("token_hash"),
+                    text("factors"),
+                    text("custom_claims"),
+                    int("started_at"),
+                    int("last_accessed_at"),
+                    int("expires_at"),
+                    int_null("revoked_at"),
+                ],
+            )
+            .await?;
+            index(m, "ux_sessions_token_hash", "sessions", &["token_hash"], true).await?;
+            index(
+                m,
+                "ix_sessions_user",
+                "sessions",
+                &["project_id", "user_id"],
+                false,
+            )
+            .await?;
+            index(m, "ix_sessions_totp", "sessions", &["totp_id"], false).await?;
+            table(
+                m,
+                "signing_keys",
+                vec![
+                    ColumnDef::new("kid").string().not_null().primary_key().to_owned(),
+                    text("project_id"),
+                    text("n"),
+                    text("e"),
+                    text("private_key_id"),
+                    blob("private_sealed"),
+                    int("created_at"),
+                ],
+            )
+            .await?;
+            index(
+                m,
+                "ix_signing_keys_project",
+                "signing_keys",
+                &["project_id", "created_at"],
+                false,
+            )
+            .await?;
             Ok(())
         }
     }

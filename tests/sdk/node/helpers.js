@@ -37,7 +37,11 @@ const ID_RE = {
   totp: new RegExp(`^totp-${ENV_WORD}-${UUID}$`),
   email: new RegExp(`^email-${ENV_WORD}-${UUID}$`),
   request: new RegExp(`^request-id-${ENV_WORD}-${UUID}$`),
+  session: new RegExp(`^session-${ENV_WORD}-${UUID}$`),
+  jwk: new RegExp(`^jwk-${ENV_WORD}-${UUID}$`),
 };
+// Session tokens: 44 base64url characters (spec §4).
+const SESSION_TOKEN_RE = /^[A-Za-z0-9_-]{44}$/;
 const RECOVERY_CODE_RE = /^[a-z0-9]{4}-[a-z0-9]{4}-[a-z0-9]{4}$/;
 const RFC3339_UTC_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 
@@ -178,6 +182,79 @@ function assertUserShape(user) {
   }
 }
 
+// Checks the Session object shape (spec §2.1). `minutes`, when given, is the lifetime the session
+// was created with (expires_at - started_at).
+function assertSessionShape(session, { user_id, minutes } = {}) {
+  assert.ok(session && typeof session === 'object', `session must be an object, got ${JSON.stringify(session)}`);
+  assert.match(session.session_id, ID_RE.session);
+  if (user_id !== undefined) assert.equal(session.user_id, user_id);
+  assert.ok(Array.isArray(session.authentication_factors), 'authentication_factors must be an array');
+  assert.ok(session.authentication_factors.length >= 1, 'a session has at least one factor');
+  assert.ok(Array.isArray(session.roles), 'roles must be an array');
+  for (const r of session.roles) assert.equal(typeof r, 'string');
+  for (const k of ['started_at', 'last_accessed_at', 'expires_at']) {
+    assert.match(session[k], RFC3339_UTC_RE, `session.${k}`);
+  }
+  assert.ok(Date.parse(session.expires_at) > Date.parse(session.started_at), 'expires_at after started_at');
+  if (minutes !== undefined) {
+    assert.equal(Date.parse(session.expires_at) - Date.parse(session.started_at), minutes * 60_000, 'session lifetime');
+  }
+  assert.equal(typeof session.attributes, 'object');
+  assert.equal(typeof session.custom_claims, 'object');
+  for (const f of session.authentication_factors) {
+    assert.equal(typeof f.type, 'string');
+    assert.equal(typeof f.delivery_method, 'string');
+    for (const k of ['last_authenticated_at', 'created_at', 'updated_at']) {
+      if (f[k] !== undefined && f[k] !== null) assert.match(f[k], RFC3339_UTC_RE, `factor.${k}`);
+    }
+  }
+}
+
+// The TOTP factor as both SDKs expect it (closed enums in Python, spec §2.0).
+function assertTotpFactor(f, totp_id) {
+  assert.equal(f.type, 'totp');
+  assert.equal(f.delivery_method, 'authenticator_app');
+  assert.deepEqual(f.authenticator_app_factor, { totp_id });
+  assert.equal(f.recovery_code_factor ?? null, null);
+}
+
+function assertRecoveryCodeFactor(f) {
+  assert.equal(f.type, 'recovery_codes');
+  assert.equal(f.delivery_method, 'recovery_code');
+  assert.equal(typeof f.recovery_code_factor?.totp_recovery_code_id, 'string');
+  assert.ok(f.recovery_code_factor.totp_recovery_code_id.length > 0, 'totp_recovery_code_id is empty');
+  assert.equal(f.authenticator_app_factor ?? null, null);
+}
+
+// ---- JWTs (decoded by hand; verification is the SDK's job) ----
+
+function decodeJwt(jwt) {
+  const parts = jwt.split('.');
+  assert.equal(parts.length, 3, `a compact JWS has 3 parts: ${jwt}`);
+  return {
+    header: JSON.parse(Buffer.from(parts[0], 'base64url').toString('utf8')),
+    payload: JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8')),
+    parts,
+  };
+}
+
+// The same header and signature over a different payload: mutate(payload) edits the claims.
+function jwtWithPayload(jwt, mutate) {
+  const { payload, parts } = decodeJwt(jwt);
+  mutate(payload);
+  return [parts[0], Buffer.from(JSON.stringify(payload)).toString('base64url'), parts[2]].join('.');
+}
+
+// Replaces one character of part `index` (0 header, 1 payload, 2 signature) with another
+// base64url character (taken from the middle, so no padding bits are involved).
+function jwtWithFlippedChar(jwt, index) {
+  const parts = jwt.split('.');
+  const s = parts[index];
+  const i = Math.floor(s.length / 2);
+  parts[index] = s.slice(0, i) + (s[i] === 'A' ? 'B' : 'A') + s.slice(i + 1);
+  return parts.join('.');
+}
+
 // ---- flows ----
 
 async function createUser(extra = {}) {
@@ -201,6 +278,7 @@ module.exports = {
   LOCK_THRESHOLD,
   ENV_WORD,
   ID_RE,
+  SESSION_TOKEN_RE,
   RECOVERY_CODE_RE,
   RFC3339_UTC_RE,
   makeClient,
@@ -215,6 +293,12 @@ module.exports = {
   expectStytchError,
   assertRequestEnvelope,
   assertUserShape,
+  assertSessionShape,
+  assertTotpFactor,
+  assertRecoveryCodeFactor,
+  decodeJwt,
+  jwtWithPayload,
+  jwtWithFlippedChar,
   createUser,
   createUserWithTotp,
 };

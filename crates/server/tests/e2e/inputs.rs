@@ -133,7 +133,19 @@ async fn bad_inputs_get_stytch_errors_and_change_nothing(app: &TestApp) {
         ),
         (
             authn,
-            json!({"user_id": uid, "totp_code": "123456", "session_duration_minutes": 60}),
+            json!({"user_id": uid, "totp_code": "123456", "session_duration_minutes": 0}),
+            400,
+            "invalid_session_duration_minutes",
+        ),
+        (
+            "/v1/totps",
+            json!({"user_id": uid, "expiration_minutes": 18_446_744_073_709_551_615u64}),
+            400,
+            "invalid_expiration",
+        ),
+        (
+            "/v1/totps",
+            json!({"user_id": uid, "expiration_minutes": 10.5}),
             400,
             "bad_request",
         ),
@@ -214,7 +226,7 @@ async fn bad_inputs_get_stytch_errors_and_change_nothing(app: &TestApp) {
             "/v1/totps",
             json!({"user_id": uid, "expiration_minutes": 1e300}),
             400,
-            "bad_request",
+            "invalid_expiration",
         ),
         (
             "/v1/totps/recovery_codes",

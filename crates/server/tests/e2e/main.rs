@@ -9,3 +9,4 @@ mod helpers;
 mod inputs;
 mod locks;
 mod races;
+mod sessions;

@@ -171,13 +171,21 @@ async fn a_time_step_is_accepted_once_under_concurrency(db: &Db) {
     let (uid, tid, _) = user_with_totp(db, &p).await;
     let results = join_all((0..20).map(|_| {
         let (db, p, uid, tid) = (db.clone(), p.clone(), uid.clone(), tid.clone());
-        async move { db.accept_totp_step(&p, &uid, &tid, 1000, NOW).await.unwrap() }
+        async move {
+            db.accept_totp_step(&p, &uid, &tid, 1000, NOW, None)
+                .await
+                .unwrap()
+        }
     }))
     .await;
     assert_eq!(results.iter().filter(|ok| **ok).count(), 1, "{results:?}");
     // Earlier and equal steps are refused; a later one is accepted.
-    assert!(!db.accept_totp_step(&p, &uid, &tid, 999, NOW).await.unwrap());
-    assert!(db.accept_totp_step(&p, &uid, &tid, 1001, NOW).await.unwrap());
+    assert!(!db.accept_totp_step(&p, &uid, &tid, 999, NOW, None).await.unwrap());
+    assert!(
+        db.accept_totp_step(&p, &uid, &tid, 1001, NOW, None)
+            .await
+            .unwrap()
+    );
     let u = db
         .find_user(&p, &UserRef::Id(uid.clone()), NOW)
         .await
@@ -212,7 +220,7 @@ on_both_backends!(a_time_step_is_accepted_once_under_concurrency);
 async fn a_recovery_code_is_spent_once_under_concurrency(db: &Db) {
     let p = project(db).await;
     let (uid, tid, code_ids) = user_with_totp(db, &p).await;
-    assert!(db.accept_totp_step(&p, &uid, &tid, 5, NOW).await.unwrap());
+    assert!(db.accept_totp_step(&p, &uid, &tid, 5, NOW, None).await.unwrap());
     let found = db
         .find_recovery_code(&p, &uid, &[vec![3u8; 32]])
         .await
@@ -222,7 +230,7 @@ async fn a_recovery_code_is_spent_once_under_concurrency(db: &Db) {
     assert!(found.totp_verified && !found.used);
     let results = join_all((0..50).map(|_| {
         let (db, p, uid, cid) = (db.clone(), p.clone(), uid.clone(), found.id.clone());
-        async move { db.spend_recovery_code(&p, &uid, &cid, NOW).await.unwrap() }
+        async move { db.spend_recovery_code(&p, &uid, &cid, NOW, None).await.unwrap() }
     }))
     .await;
     assert_eq!(results.iter().filter(|ok| **ok).count(), 1);
@@ -250,15 +258,23 @@ async fn concurrent_failures_lock_the_user_exactly_once(db: &Db) {
         max_failures: 10,
         lock_secs: 3600,
     };
-    let locks = join_all((0..25).map(|_| {
+    let outcomes = join_all((0..25).map(|_| {
         let (db, p, uid) = (db.clone(), p.clone(), uid.clone());
         async move { db.record_failure(&p, &uid, NOW, policy).await.unwrap() }
     }))
     .await;
+    let set = outcomes
+        .iter()
+        .filter(|o| matches!(o, FailureOutcome::LockedNow(_)))
+        .count();
+    assert_eq!(set, 1, "the lock is set by exactly one failure: {outcomes:?}");
+    let counted = outcomes
+        .iter()
+        .filter(|o| matches!(o, FailureOutcome::Counted))
+        .count();
     assert_eq!(
-        locks.iter().filter(|l| l.is_some()).count(),
-        1,
-        "the lock is set by exactly one failure"
+        counted, 9,
+        "failures after the lock are not counted: {outcomes:?}"
     );
     let u = db
         .find_user(&p, &UserRef::Id(uid.clone()), NOW)
@@ -272,19 +288,46 @@ async fn concurrent_failures_lock_the_user_exactly_once(db: &Db) {
             expires_at: NOW + 3600
         })
     );
+    assert_eq!(
+        db.record_failure(&p, &uid, NOW + 1, policy).await.unwrap(),
+        FailureOutcome::AlreadyLocked(NOW + 3600)
+    );
     // After the lock expires the count starts from zero: 9 more failures do not lock again.
     for _ in 0..9 {
         assert_eq!(
             db.record_failure(&p, &uid, NOW + 3600, policy).await.unwrap(),
-            None
+            FailureOutcome::Counted
         );
     }
     assert_eq!(
         db.record_failure(&p, &uid, NOW + 3600, policy).await.unwrap(),
-        Some(NOW + 7200)
+        FailureOutcome::LockedNow(NOW + 7200)
     );
 }
 on_both_backends!(concurrent_failures_lock_the_user_exactly_once);
+
+async fn a_locked_user_cannot_succeed_even_after_passing_an_earlier_check(db: &Db) {
+    let p = project(db).await;
+    let (uid, tid, _) = user_with_totp(db, &p).await;
+    let policy = LockPolicy {
+        max_failures: 10,
+        lock_secs: 300,
+    };
+    for _ in 0..10 {
+        db.record_failure(&p, &uid, NOW, policy).await.unwrap();
+    }
+    // The success path re-checks the lock inside its transaction, and consumes nothing.
+    assert!(matches!(
+        db.accept_totp_step(&p, &uid, &tid, 7, NOW, None).await,
+        Err(Error::UserLocked { .. })
+    ));
+    assert!(
+        db.accept_totp_step(&p, &uid, &tid, 7, NOW + 300, None)
+            .await
+            .unwrap()
+    );
+}
+on_both_backends!(a_locked_user_cannot_succeed_even_after_passing_an_earlier_check);
 
 async fn a_new_create_replaces_the_pending_totp_and_expired_ones_vanish(db: &Db) {
     let p = project(db).await;
@@ -311,12 +354,12 @@ async fn a_new_create_replaces_the_pending_totp_and_expired_ones_vanish(db: &Db)
         db.usable_totps(&p, &uid, NOW + 301).await.unwrap().is_empty(),
         "expired pending is invisible"
     );
-    assert!(
-        !db.accept_totp_step(&p, &uid, &second.id, 1, NOW + 301)
-            .await
-            .unwrap()
-    );
-    assert_eq!(db.delete_totp(&p, &second.id).await.unwrap(), Some(uid));
-    assert_eq!(db.delete_totp(&p, &second.id).await.unwrap(), None);
+    assert!(matches!(
+        db.accept_totp_step(&p, &uid, &second.id, 1, NOW + 301, None)
+            .await,
+        Err(Error::TotpsNotFoundForUser)
+    ));
+    assert_eq!(db.delete_totp(&p, &second.id, NOW).await.unwrap(), Some(uid));
+    assert_eq!(db.delete_totp(&p, &second.id, NOW).await.unwrap(), None);
 }
 on_both_backends!(a_new_create_replaces_the_pending_totp_and_expired_ones_vanish);
