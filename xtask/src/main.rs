@@ -1,4 +1,5 @@
-//! Developer tasks (the rust-analyzer xtask pattern): `cargo xtask test` runs every suite.
+//! Developer tasks (the rust-analyzer xtask pattern): `cargo xtask test` runs every suite;
+//! `cargo xtask codegen [--check]` writes (or checks) `openapi/openapi.json`.
 //!
 //! `cargo xtask test [--require-services] [--no-sdk]`:
 //! 1. finds Postgres through `DATABASE_URL` (architecture §9) and says which it uses;
@@ -9,6 +10,7 @@
 //! 4. prints a summary. A suite without its server is reported as skipped with the reason,
 //!    never as passed, and is an error with `CI=true` or `--require-services`.
 
+mod codegen;
 mod sdk;
 
 use anyhow::{Context, bail};
@@ -21,8 +23,11 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
+        Some("codegen") => codegen::generate(args.iter().any(|a| a == "--check")),
         _ => {
-            eprintln!("usage: cargo xtask test [--require-services] [--no-sdk]");
+            eprintln!(
+                "usage: cargo xtask test [--require-services] [--no-sdk] | cargo xtask codegen [--check]"
+            );
             std::process::exit(2);
         }
     }

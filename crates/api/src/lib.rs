@@ -9,6 +9,7 @@ mod auth;
 mod body;
 pub mod dto;
 mod error;
+mod openapi;
 pub mod request_id;
 mod routes;
 
@@ -17,49 +18,13 @@ use actix_web::dev::{ResourceDef, ServiceFactory, ServiceRequest, ServiceRespons
 use actix_web::http::Method;
 use actix_web::{App, HttpRequest, HttpResponse, web};
 use domain::service::Latch;
+use openapi::ApiDoc;
 use std::sync::Arc;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
+use utoipa_swagger_ui::SwaggerUi;
 
 pub use error::{ApiError, ErrorBody};
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "Latch",
-        description = "Self-hosted TOTP two-factor authentication speaking Stytch's consumer API. \
-Point the official Stytch SDKs at this server. Every `/v1` route takes HTTP Basic \
-`project_id:secret`.",
-    ),
-    components(schemas(ErrorBody)),
-    modifiers(&BasicAuth),
-    tags(
-        (name = "Users", description = "Users and their factors"),
-        (name = "TOTP", description = "Time-based one-time passwords and recovery codes"),
-        (name = "Sessions", description = "Sessions minted by a successful authentication, and their JWT keys"),
-    )
-)]
-struct ApiDoc;
-
-struct BasicAuth;
-
-impl Modify for BasicAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "basic",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Basic)
-                    .description(Some(
-                        "project_id as the user name, the project secret as the password",
-                    ))
-                    .build(),
-            ),
-        );
-    }
-}
 
 /// Registers every `/v1` route (the one list the OpenAPI document is collected from).
 fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
@@ -114,16 +79,32 @@ impl RouteTable {
         )
     }
 
-    fn path_exists(&self, path: &str) -> bool {
-        self.0.iter().any(|(def, _)| def.is_match(path))
+    /// The methods a path takes, if it is a route at all.
+    fn methods(&self, path: &str) -> Option<Vec<Method>> {
+        let found: Vec<Method> = self
+            .0
+            .iter()
+            .filter(|(def, _)| def.is_match(path))
+            .flat_map(|(_, m)| m.iter().cloned())
+            .collect();
+        (!found.is_empty()).then_some(found)
     }
 }
 
-async fn fallback(req: HttpRequest, table: web::Data<RouteTable>) -> Result<HttpResponse, ApiError> {
-    if table.path_exists(req.path()) {
-        Err(ApiError(domain::Error::MethodNotAllowed))
-    } else {
-        Err(ApiError(domain::Error::RouteNotFound))
+/// Unknown routes get 404 `route_not_found`; a known route with another method gets 405
+/// `method_not_allowed` with an `Allow` header.
+async fn fallback(req: HttpRequest, table: web::Data<RouteTable>) -> HttpResponse {
+    use actix_web::ResponseError;
+    match table.methods(req.path()) {
+        Some(methods) => {
+            let mut res = ApiError(domain::Error::MethodNotAllowed).error_response();
+            let allow = methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+            if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&allow) {
+                res.headers_mut().insert(actix_web::http::header::ALLOW, v);
+            }
+            res
+        }
+        None => ApiError(domain::Error::RouteNotFound).error_response(),
     }
 }
 
@@ -147,14 +128,16 @@ pub fn app(
         .configure(register)
         .split_for_parts();
     let table = web::Data::new(RouteTable::from_openapi(&doc));
-    let doc = web::Data::new(doc);
     app.app_data(table)
-        .app_data(doc)
-        .route("/openapi.json", web::get().to(openapi_json))
+        // Swagger UI from the binary (its assets are vendored at build time, no network).
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", doc))
+        .route("/docs", web::get().to(docs_redirect))
         .default_service(web::to(fallback))
         .wrap(actix_web::middleware::from_fn(request_id::middleware))
 }
 
-async fn openapi_json(doc: web::Data<utoipa::openapi::OpenApi>) -> HttpResponse {
-    HttpResponse::Ok().json(doc.get_ref())
+async fn docs_redirect() -> HttpResponse {
+    HttpResponse::Found()
+        .insert_header((actix_web::http::header::LOCATION, "/docs/"))
+        .finish()
 }

@@ -4,7 +4,8 @@
 use crate::auth::Authed;
 use crate::body::Body;
 use crate::dto::*;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
+use crate::openapi::{BodyRouteErrors, PathRouteErrors, PublicRouteErrors};
 use crate::request_id;
 use actix_web::{HttpResponse, delete, get, post, put, web};
 use domain::Error;
@@ -69,10 +70,7 @@ fn session_request(
     security(("basic" = [])),
     responses(
         (status = 200, description = "The new user", body = CreateUserResponse),
-        (status = 400, description = "Bad input, or a duplicate email, phone number or external id", body = ErrorBody),
-        (status = 401, description = "Bad credentials", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 500, description = "Server error", body = ErrorBody),
+        BodyRouteErrors,
     )
 )]
 #[post("/v1/users")]
@@ -118,10 +116,7 @@ pub(crate) async fn create_user(latch: web::Data<Latch>, auth: Authed, body: Bod
     security(("basic" = [])),
     responses(
         (status = 200, description = "The user, its fields at the top level", body = GetUserResponse),
-        (status = 400, description = "Malformed id, or an id of the other environment", body = ErrorBody),
-        (status = 401, description = "Bad credentials", body = ErrorBody),
-        (status = 404, description = "No such user in this project", body = ErrorBody),
-        (status = 500, description = "Server error", body = ErrorBody),
+        PathRouteErrors,
     )
 )]
 #[get("/v1/users/{user_id}")]
@@ -146,11 +141,7 @@ pub(crate) async fn get_user(latch: web::Data<Latch>, auth: Authed, path: web::P
     security(("basic" = [])),
     responses(
         (status = 200, description = "The updated user", body = UpdateUserResponse),
-        (status = 400, description = "Bad input or duplicate external id", body = ErrorBody),
-        (status = 401, description = "Bad credentials", body = ErrorBody),
-        (status = 404, description = "No such user in this project", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 500, description = "Server error", body = ErrorBody),
+        BodyRouteErrors,
     )
 )]
 #[put("/v1/users/{user_id}")]
@@ -197,10 +188,7 @@ pub(crate) async fn update_user(
     security(("basic" = [])),
     responses(
         (status = 200, description = "Deleted", body = DeleteUserResponse),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "Bad credentials", body = ErrorBody),
-        (status = 404, description = "No such user in this project", body = ErrorBody),
-        (status = 500, description = "Server error", body = ErrorBody),
+        PathRouteErrors,
     )
 )]
 #[delete("/v1/users/{user_id}")]
@@ -223,10 +211,7 @@ pub(crate) async fn delete_user(latch: web::Data<Latch>, auth: Authed, path: web
     security(("basic" = [])),
     responses(
         (status = 200, description = "Deleted; the user without the TOTP", body = DeleteTotpResponse),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "Bad credentials", body = ErrorBody),
-        (status = 404, description = "No such TOTP in this project", body = ErrorBody),
-        (status = 500, description = "Server error", body = ErrorBody),
+        PathRouteErrors,
     )
 )]
 #[delete("/v1/users/totps/{totp_id}")]
@@ -253,11 +238,7 @@ pub(crate) async fn delete_totp(latch: web::Data<Latch>, auth: Authed, path: web
     security(("basic" = [])),
     responses(
         (status = 200, description = "The new TOTP", body = CreateTotpResponse),
-        (status = 400, description = "Bad input, or the user already has an active TOTP", body = ErrorBody),
-        (status = 401, description = "Bad credentials", body = ErrorBody),
-        (status = 404, description = "No such user", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 500, description = "Server error", body = ErrorBody),
+        BodyRouteErrors,
     )
 )]
 #[post("/v1/totps")]
@@ -308,13 +289,7 @@ fn authenticated(a: domain::service::Authenticated) -> Reply {
     security(("basic" = [])),
     responses(
         (status = 200, description = "Authenticated", body = AuthenticateTotpResponse),
-        (status = 400, description = "Malformed code, replayed code, or bad input", body = ErrorBody),
-        (status = 401, description = "Wrong code, or bad credentials", body = ErrorBody),
-        (status = 404, description = "No such user, or no usable TOTP", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 429, description = "The user is locked", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds until the lock ends"))),
-        (status = 500, description = "Server error", body = ErrorBody),
+        BodyRouteErrors,
     )
 )]
 #[post("/v1/totps/authenticate")]
@@ -342,11 +317,7 @@ pub(crate) async fn authenticate_totp(latch: web::Data<Latch>, auth: Authed, bod
     security(("basic" = [])),
     responses(
         (status = 200, description = "The unused recovery codes", body = RecoveryCodesResponse),
-        (status = 400, description = "Bad input", body = ErrorBody),
-        (status = 401, description = "Bad credentials", body = ErrorBody),
-        (status = 404, description = "No such user", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 500, description = "Server error", body = ErrorBody),
+        BodyRouteErrors,
     )
 )]
 #[post("/v1/totps/recovery_codes")]
@@ -379,13 +350,7 @@ pub(crate) async fn recovery_codes(latch: web::Data<Latch>, auth: Authed, body: 
     security(("basic" = [])),
     responses(
         (status = 200, description = "Authenticated", body = AuthenticateTotpResponse),
-        (status = 400, description = "Malformed recovery code, or bad input", body = ErrorBody),
-        (status = 401, description = "Wrong or spent code, or bad credentials", body = ErrorBody),
-        (status = 404, description = "No such user, or no usable TOTP", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 429, description = "The user is locked", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds until the lock ends"))),
-        (status = 500, description = "Server error", body = ErrorBody),
+        BodyRouteErrors,
     )
 )]
 #[post("/v1/totps/recover")]
@@ -414,11 +379,7 @@ pub(crate) async fn recover_totp(latch: web::Data<Latch>, auth: Authed, body: Bo
     security(("basic" = [])),
     responses(
         (status = 200, description = "The live session", body = AuthenticateSessionResponse),
-        (status = 400, description = "Neither or both of token and JWT, a malformed token or JWT, or bad input", body = ErrorBody),
-        (status = 401, description = "Bad credentials", body = ErrorBody),
-        (status = 404, description = "No live session", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 500, description = "Server error", body = ErrorBody),
+        BodyRouteErrors,
     )
 )]
 #[post("/v1/sessions/authenticate")]
@@ -454,10 +415,7 @@ pub(crate) async fn authenticate_session(latch: web::Data<Latch>, auth: Authed, 
     security(("basic" = [])),
     responses(
         (status = 200, description = "The live sessions", body = SessionsResponse),
-        (status = 400, description = "Missing or malformed user_id", body = ErrorBody),
-        (status = 401, description = "Bad credentials", body = ErrorBody),
-        (status = 404, description = "No such user", body = ErrorBody),
-        (status = 500, description = "Server error", body = ErrorBody),
+        PathRouteErrors,
     )
 )]
 #[get("/v1/sessions")]
@@ -493,11 +451,7 @@ pub(crate) async fn list_sessions(
     security(("basic" = [])),
     responses(
         (status = 200, description = "Revoked", body = RevokeSessionResponse),
-        (status = 400, description = "None or several of the three, or a malformed token or JWT", body = ErrorBody),
-        (status = 401, description = "Bad credentials", body = ErrorBody),
-        (status = 404, description = "No live session", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 500, description = "Server error", body = ErrorBody),
+        BodyRouteErrors,
     )
 )]
 #[post("/v1/sessions/revoke")]
@@ -530,8 +484,7 @@ pub(crate) async fn revoke_session(latch: web::Data<Latch>, auth: Authed, body: 
     params(("project_id" = String, Path, description = "The project id")),
     responses(
         (status = 200, description = "The keys", body = JwksResponse),
-        (status = 404, description = "No such project", body = ErrorBody),
-        (status = 500, description = "Server error", body = ErrorBody),
+        PublicRouteErrors,
     )
 )]
 #[get("/v1/sessions/jwks/{project_id}")]

@@ -287,28 +287,39 @@ test(`user lock: ${h.LOCK_THRESHOLD} wrong codes lock the user; then even a corr
   assert.equal(codes.totps[0].recovery_codes.length, 10);
 });
 
-// Sessions land later: today asking for one is rejected. When sessions are implemented, change this
-// test to expect a session (session_token, session_jwt, session object with a "totp" factor).
-test('SESSIONS NOT YET SUPPORTED: session_duration_minutes on authenticate/recover is 400 bad_request', async () => {
+// Session arguments are checked before the factor (spec §2.2): a refused request spends nothing, so
+// the same code then mints a session. The session flows themselves are in sessions.test.js.
+test('a bad session_duration_minutes spends nothing; the same code / recovery code then mints a session', async () => {
   const u = await h.createUserWithTotp();
   const step = h.currentStep();
   const code = h.totpAt(u.totp.secret, step);
 
-  await h.expectStytchError(
-    h.client().totps.authenticate({ user_id: u.user_id, totp_code: code, session_duration_minutes: 60 }),
-    400,
-    'bad_request',
-  );
-  // The rejected request consumed nothing: the same code still authenticates.
-  const ok = await h.client().totps.authenticate({ user_id: u.user_id, totp_code: code });
-  assert.equal(ok.session, null);
+  for (const session_duration_minutes of [4, 527041]) {
+    await h.expectStytchError(
+      h.client().totps.authenticate({ user_id: u.user_id, totp_code: code, session_duration_minutes }),
+      400,
+      'invalid_session_duration_minutes',
+    );
+  }
+  const ok = await h.client().totps.authenticate({ user_id: u.user_id, totp_code: code, session_duration_minutes: 5 });
+  h.assertRequestEnvelope(ok);
+  assert.match(ok.session_token, h.SESSION_TOKEN_RE);
+  assert.ok(ok.session_jwt.length > 0, 'session_jwt is empty');
+  h.assertSessionShape(ok.session, { user_id: u.user_id, minutes: 5 });
+  assert.equal(ok.session.authentication_factors.length, 1);
+  h.assertTotpFactor(ok.session.authentication_factors[0], u.totp.totp_id);
 
   const rc = u.totp.recovery_codes[0];
   await h.expectStytchError(
-    h.client().totps.recover({ user_id: u.user_id, recovery_code: rc, session_duration_minutes: 60 }),
+    h.client().totps.recover({ user_id: u.user_id, recovery_code: rc, session_duration_minutes: 527041 }),
     400,
-    'bad_request',
+    'invalid_session_duration_minutes',
   );
-  const rec = await h.client().totps.recover({ user_id: u.user_id, recovery_code: rc });
-  assert.equal(rec.session, null);
+  const rec = await h.client().totps.recover({ user_id: u.user_id, recovery_code: rc, session_duration_minutes: 527040 });
+  h.assertRequestEnvelope(rec);
+  assert.match(rec.session_token, h.SESSION_TOKEN_RE);
+  h.assertSessionShape(rec.session, { user_id: u.user_id, minutes: 527040 });
+  assert.notEqual(rec.session.session_id, ok.session.session_id);
+  assert.equal(rec.session.authentication_factors.length, 1);
+  h.assertRecoveryCodeFactor(rec.session.authentication_factors[0]);
 });

@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import hashlib
 import hmac
+import json
 import os
 import re
 import secrets
@@ -19,7 +20,7 @@ import struct
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import pytest
 import stytch
@@ -82,6 +83,9 @@ def make_client(settings: Settings, project_id: Optional[str] = None, secret: Op
 
 UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 RECOVERY_CODE_RE = re.compile(r"^[a-z0-9]{4}-[a-z0-9]{4}-[a-z0-9]{4}$")
+# Session tokens: 44 base64url characters (spec §4).
+SESSION_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{44}$")
+SESSION_CLAIM = "https://stytch.com/session"
 
 
 def id_re(kind: str, env_word: str = "test") -> re.Pattern:
@@ -160,3 +164,85 @@ def raises_stytch(status: int, error_type: str, env_word: str = "test") -> Itera
 def assert_utc(ts: Optional[datetime.datetime]) -> None:
     assert isinstance(ts, datetime.datetime), ts
     assert ts.utcoffset() == datetime.timedelta(0), ts
+
+
+# ---- sessions ----
+
+
+def assert_session_shape(session, user_id: Optional[str] = None, env_word: str = "test", minutes: Optional[int] = None) -> None:
+    """Checks a parsed Session (spec §2.1); `minutes` is the lifetime it was created with."""
+    assert session is not None, "session is None"
+    assert id_re("session", env_word).match(session.session_id), session.session_id
+    if user_id is not None:
+        assert session.user_id == user_id
+    assert len(session.authentication_factors) >= 1
+    assert all(isinstance(r, str) for r in session.roles), session.roles
+    for ts in (session.started_at, session.last_accessed_at, session.expires_at):
+        assert_utc(ts)
+    assert session.expires_at > session.started_at
+    if minutes is not None:
+        assert session.expires_at - session.started_at == datetime.timedelta(minutes=minutes)
+    assert session.attributes is not None
+    assert isinstance(session.custom_claims, dict), session.custom_claims
+    for f in session.authentication_factors:
+        for ts in (f.last_authenticated_at, f.created_at, f.updated_at):
+            if ts is not None:
+                assert_utc(ts)
+
+
+def assert_totp_factor(f, totp_id: str) -> None:
+    assert f.type == "totp"
+    assert f.delivery_method == "authenticator_app"
+    assert f.authenticator_app_factor is not None and f.authenticator_app_factor.totp_id == totp_id
+    assert f.recovery_code_factor is None
+
+
+def assert_recovery_code_factor(f) -> None:
+    assert f.type == "recovery_codes"
+    assert f.delivery_method == "recovery_code"
+    assert f.recovery_code_factor is not None and f.recovery_code_factor.totp_recovery_code_id
+    assert f.authenticator_app_factor is None
+
+
+# ---- JWTs (decoded by hand; verification is the SDK's job) ----
+
+
+def b64url_decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_json(obj: Any) -> str:
+    return b64url_encode(json.dumps(obj, separators=(",", ":")).encode())
+
+
+def decode_jwt(token: str) -> tuple[dict, dict, list[str]]:
+    """(header, payload, parts) of a compact JWS, without verifying anything."""
+    parts = token.split(".")
+    assert len(parts) == 3, f"a compact JWS has 3 parts: {token}"
+    return json.loads(b64url_decode(parts[0])), json.loads(b64url_decode(parts[1])), parts
+
+
+def jwt_with_payload(token: str, mutate: Callable[[dict], None]) -> str:
+    """The same header and signature over a payload edited by mutate(payload)."""
+    _, payload, parts = decode_jwt(token)
+    mutate(payload)
+    return ".".join([parts[0], b64url_json(payload), parts[2]])
+
+
+def jwt_with_header(token: str, mutate: Callable[[dict], None], signature: Optional[str] = None) -> str:
+    header, _, parts = decode_jwt(token)
+    mutate(header)
+    return ".".join([b64url_json(header), parts[1], parts[2] if signature is None else signature])
+
+
+def jwt_with_flipped_char(token: str, index: int) -> str:
+    """Replaces one middle character of part `index` (0 header, 1 payload, 2 signature)."""
+    parts = token.split(".")
+    s = parts[index]
+    i = len(s) // 2
+    parts[index] = s[:i] + ("B" if s[i] == "A" else "A") + s[i + 1 :]
+    return ".".join(parts)

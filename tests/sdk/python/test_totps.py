@@ -215,19 +215,29 @@ def test_user_lock(client, new_user_with_totp, settings, env_word):
     assert len(client.totps.recovery_codes(user_id=u.user_id).totps[0].recovery_codes) == 10
 
 
-def test_sessions_not_yet_supported_session_duration_is_bad_request(client, new_user_with_totp, env_word):
-    """Sessions land later: asking for one is 400 bad_request today.
-
-    When sessions are implemented, change this test to expect a session (token, JWT, Session object).
-    """
+def test_bad_session_duration_spends_nothing_then_mints_session(client, new_user_with_totp, env_word):
+    """Session arguments are checked before the factor (spec §2.2): a refused request spends nothing,
+    so the same code then mints a session. The session flows themselves are in test_sessions.py."""
     u = new_user_with_totp()
     code = L.totp_at(u.totp.secret, L.current_step())
-    with L.raises_stytch(400, "bad_request", env_word):
-        client.totps.authenticate(user_id=u.user_id, totp_code=code, session_duration_minutes=60)
-    # The rejected request consumed nothing.
-    assert client.totps.authenticate(user_id=u.user_id, totp_code=code).session is None
+    for minutes in (4, 527041):
+        with L.raises_stytch(400, "invalid_session_duration_minutes", env_word):
+            client.totps.authenticate(user_id=u.user_id, totp_code=code, session_duration_minutes=minutes)
+    ok = client.totps.authenticate(user_id=u.user_id, totp_code=code, session_duration_minutes=5)
+    L.assert_envelope(ok, env_word)
+    assert L.SESSION_TOKEN_RE.match(ok.session_token), ok.session_token
+    assert ok.session_jwt
+    L.assert_session_shape(ok.session, u.user_id, env_word, minutes=5)
+    assert len(ok.session.authentication_factors) == 1
+    L.assert_totp_factor(ok.session.authentication_factors[0], u.totp.totp_id)
 
     rc = u.totp.recovery_codes[0]
-    with L.raises_stytch(400, "bad_request", env_word):
-        client.totps.recover(user_id=u.user_id, recovery_code=rc, session_duration_minutes=60)
-    assert client.totps.recover(user_id=u.user_id, recovery_code=rc).session is None
+    with L.raises_stytch(400, "invalid_session_duration_minutes", env_word):
+        client.totps.recover(user_id=u.user_id, recovery_code=rc, session_duration_minutes=527041)
+    rec = client.totps.recover(user_id=u.user_id, recovery_code=rc, session_duration_minutes=527040)
+    L.assert_envelope(rec, env_word)
+    assert L.SESSION_TOKEN_RE.match(rec.session_token), rec.session_token
+    L.assert_session_shape(rec.session, u.user_id, env_word, minutes=527040)
+    assert rec.session.session_id != ok.session.session_id
+    assert len(rec.session.authentication_factors) == 1
+    L.assert_recovery_code_factor(rec.session.authentication_factors[0])

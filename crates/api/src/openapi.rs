@@ -1,0 +1,212 @@
+//! The OpenAPI document's shared parts: the root (info, tags, Basic auth, the error schema
+//! registered once) and the error responses every route can give, each with an example of the
+//! body Latch really returns. Paths come from the route registrations (utoipa-actix-web).
+
+use crate::error::ErrorBody;
+use serde_json::json;
+use std::collections::BTreeMap;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{IntoResponses, Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Latch",
+        description = "Self-hosted TOTP two-factor authentication speaking Stytch's consumer API. \
+Point the official Stytch SDKs (`stytch` on npm and PyPI) at this server. Every `/v1` route \
+except the JWKS takes HTTP Basic `project_id:secret`. Errors use Stytch's envelope: \
+`status_code`, `request_id`, `error_type`, `error_message`, `error_url`.",
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&BasicAuth),
+    tags(
+        (name = "Users", description = "Users and their factors"),
+        (name = "TOTP", description = "Time-based one-time passwords and recovery codes"),
+        (name = "Sessions", description = "Sessions minted by a successful authentication, and their JWT keys"),
+    )
+)]
+pub(crate) struct ApiDoc;
+
+struct BasicAuth;
+
+impl Modify for BasicAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "project_id as the user name, the project secret as the password",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// One documented error status with an example of Latch's own body for it.
+fn error(status: u16, description: &str, error_type: &str, message: &str) -> (String, RefOr<Response>) {
+    let example = json!({
+        "status_code": status,
+        "request_id": "request-id-test-b05c992f-ebdc-489d-a754-c7e70ba13141",
+        "error_type": error_type,
+        "error_message": message,
+        "error_url": format!("https://stytch.com/docs/api/errors/{status}#{error_type}"),
+    });
+    let mut response = ResponseBuilder::new().description(description).content(
+        "application/json",
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("ErrorBody")))
+            .example(Some(example))
+            .build(),
+    );
+    if status == 429 {
+        response = response.header(
+            "Retry-After",
+            utoipa::openapi::HeaderBuilder::new()
+                .schema(Some(utoipa::openapi::schema::Object::with_type(
+                    utoipa::openapi::schema::Type::Integer,
+                )))
+                .description(Some("Seconds to wait before trying again"))
+                .build(),
+        );
+    }
+    (status.to_string(), response.build().into())
+}
+
+fn message(e: domain::Error) -> String {
+    e.message()
+}
+
+/// The errors every route can give whatever it does.
+fn common() -> Vec<(String, RefOr<Response>)> {
+    use domain::Error as E;
+    vec![
+        error(
+            429,
+            "Too many requests, or the user is locked after too many failed attempts",
+            "user_lock_limit_reached",
+            &message(E::UserLocked { retry_after_secs: 60 }),
+        ),
+        error(
+            500,
+            "Server error; the request id finds it in the logs",
+            "internal_server_error",
+            &message(E::internal("x")),
+        ),
+        error(
+            503,
+            "A service Latch needs (the database) is unreachable; retry",
+            "service_unavailable",
+            &message(E::ServiceUnavailable),
+        ),
+    ]
+}
+
+/// Errors of the authenticated `/v1` routes that take a JSON body.
+pub(crate) struct BodyRouteErrors;
+
+impl IntoResponses for BodyRouteErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        use domain::Error as E;
+        let mut v = vec![
+            error(
+                400,
+                "Bad input: malformed JSON, a wrong type, a missing field, or a value out of range",
+                "bad_request",
+                &message(E::BadRequest("field `user_id`: missing field `user_id`".into())),
+            ),
+            error(
+                401,
+                "Missing or wrong credentials, or a wrong code",
+                "unauthorized_credentials",
+                &message(E::Unauthorized),
+            ),
+            error(
+                404,
+                "The user, TOTP or session does not exist in this project",
+                "user_not_found",
+                &message(E::UserNotFound),
+            ),
+            error(
+                405,
+                "The route does not take this method",
+                "method_not_allowed",
+                &message(E::MethodNotAllowed),
+            ),
+            error(
+                413,
+                "The body is over 1 MiB",
+                "request_too_large",
+                &message(E::RequestTooLarge),
+            ),
+        ];
+        v.extend(common());
+        v.into_iter().collect()
+    }
+}
+
+/// Errors of the authenticated `/v1` routes without a body (ids in the path or query).
+pub(crate) struct PathRouteErrors;
+
+impl IntoResponses for PathRouteErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        use domain::Error as E;
+        let mut v = vec![
+            error(
+                400,
+                "A malformed id, or an id of the other environment",
+                "invalid_user_id",
+                &message(E::InvalidUserId),
+            ),
+            error(
+                401,
+                "Missing or wrong credentials",
+                "unauthorized_credentials",
+                &message(E::Unauthorized),
+            ),
+            error(
+                404,
+                "Not found in this project",
+                "user_not_found",
+                &message(E::UserNotFound),
+            ),
+            error(
+                405,
+                "The route does not take this method",
+                "method_not_allowed",
+                &message(E::MethodNotAllowed),
+            ),
+        ];
+        v.extend(common());
+        v.into_iter().collect()
+    }
+}
+
+/// Errors of the public JWKS route.
+pub(crate) struct PublicRouteErrors;
+
+impl IntoResponses for PublicRouteErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        use domain::Error as E;
+        let mut v = vec![
+            error(
+                404,
+                "No such project",
+                "project_not_found",
+                &message(E::ProjectNotFound),
+            ),
+            error(
+                405,
+                "The route does not take this method",
+                "method_not_allowed",
+                &message(E::MethodNotAllowed),
+            ),
+        ];
+        v.extend(common());
+        v.into_iter().collect()
+    }
+}
