@@ -65,7 +65,7 @@ mod tests {
                 let target = r
                     .trim_start_matches("#/")
                     .split('/')
-                    .fold(Some(&doc), |cur, seg| cur?.get(seg));
+                    .try_fold(&doc, |cur, seg| cur.get(seg));
                 assert!(target.is_some(), "{path}: $ref {r} does not resolve");
             }
             // Nulls only where an example shows Stytch's null fields.
