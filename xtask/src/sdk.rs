@@ -141,29 +141,39 @@ pub(crate) fn run_all() -> anyhow::Result<Vec<(&'static str, Outcome)>> {
         results.push(("Node SDK (npm stytch@14)", outcome));
     }
     if python {
-        let dir = root().join("tests/sdk/python");
-        let venv = dir.join(".venv");
-        let py = venv.join("bin/python");
-        let ready = (py.exists() || run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?)
-            && run(Command::new(&py)
-                .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "-r"])
-                .arg(dir.join("requirements.txt")))?;
-        let outcome = if ready {
-            let (ok, counts) = run_counted(
-                Command::new(&py)
-                    .args(["-m", "pytest", "-q"])
-                    .arg(&dir)
-                    .envs(env.iter().cloned()),
-            )?;
-            Outcome::of(ok, counts)
-        } else {
-            Outcome::Failed(Counts::default())
-        };
-        results.push(("Python SDK (PyPI stytch 15)", outcome));
+        results.push((
+            "Python SDK (PyPI stytch 15)",
+            python_suite("tests/sdk/python", &env)?,
+        ));
+        results.push((
+            "OpenAPI (spec validator, schemathesis, /docs in Chromium)",
+            python_suite("tests/openapi", &env)?,
+        ));
     }
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(results)
+}
+
+/// A pytest suite with its own venv (created and filled from its requirements.txt when needed).
+fn python_suite(dir: &str, env: &[(&str, String)]) -> anyhow::Result<Outcome> {
+    let dir = root().join(dir);
+    let venv = dir.join(".venv");
+    let py = venv.join("bin/python");
+    let ready = (py.exists() || run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?)
+        && run(Command::new(&py)
+            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "-r"])
+            .arg(dir.join("requirements.txt")))?;
+    if !ready {
+        return Ok(Outcome::Failed(Counts::default()));
+    }
+    let (ok, counts) = run_counted(
+        Command::new(&py)
+            .current_dir(&dir)
+            .args(["-m", "pytest", "-q", "-rs"])
+            .envs(env.iter().cloned()),
+    )?;
+    Ok(Outcome::of(ok, counts))
 }
 
 fn wait_until_up(port: u16) -> anyhow::Result<()> {

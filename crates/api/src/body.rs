@@ -22,13 +22,16 @@ impl Body {
         if self.0.iter().all(u8::is_ascii_whitespace) {
             return Err(Error::BadRequest("the body must be a JSON object".into()).into());
         }
-        let de = &mut serde_json::Deserializer::from_slice(&self.0);
-        serde_path_to_error::deserialize(de).map_err(|e| {
+        // The body must be a JSON object: serde would otherwise read an array as a struct.
+        let value: serde_json::Value = serde_json::from_slice(&self.0)
+            .map_err(|e| ApiError(Error::BadRequest(format!("the body is not valid JSON ({e})"))))?;
+        if !value.is_object() {
+            return Err(Error::BadRequest("the body must be a JSON object".into()).into());
+        }
+        serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            let detail = if inner.is_syntax() || inner.is_eof() {
-                format!("the body is not valid JSON ({inner})")
-            } else if path == "." {
+            let detail = if path == "." {
                 inner.to_string()
             } else {
                 format!("field `{path}`: {inner}")

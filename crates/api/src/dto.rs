@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 /// A user's name; unset parts are `""`.
 #[derive(Debug, Serialize, Deserialize, ToSchema, Default)]
+#[serde(try_from = "Map<String, Value>")]
 pub struct Name {
     #[serde(default)]
     pub first_name: Option<String>,
@@ -19,6 +20,26 @@ pub struct Name {
     pub middle_name: Option<String>,
     #[serde(default)]
     pub last_name: Option<String>,
+}
+
+/// Only a JSON object is a name (serde would otherwise take an array as a tuple).
+impl TryFrom<Map<String, Value>> for Name {
+    type Error = String;
+
+    fn try_from(m: Map<String, Value>) -> Result<Self, String> {
+        let part = |k: &str| -> Result<Option<String>, String> {
+            match m.get(k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(format!("`name.{k}` must be a string")),
+            }
+        };
+        Ok(Name {
+            first_name: part("first_name")?,
+            middle_name: part("middle_name")?,
+            last_name: part("last_name")?,
+        })
+    }
 }
 
 impl Name {
@@ -153,9 +174,14 @@ impl From<&model::User> for User {
 /// Body of `POST /v1/users`. An email or a phone number is required.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateUserRequest {
-    #[schema(example = "sandbox@stytch.com")]
+    #[schema(
+        pattern = r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$",
+        max_length = 254,
+        example = "sandbox@stytch.com"
+    )]
     pub email: Option<String>,
     /// E.164, e.g. `+15555550100`.
+    #[schema(pattern = r"^\+[1-9][0-9]{6,14}$", example = "+15555550100")]
     pub phone_number: Option<String>,
     pub name: Option<Name>,
     /// Fraud hints; accepted and ignored.
@@ -165,7 +191,9 @@ pub struct CreateUserRequest {
     /// At most 20 top-level keys and 4 KB.
     pub trusted_metadata: Option<Map<String, Value>>,
     pub untrusted_metadata: Option<Map<String, Value>>,
-    /// Your own id for the user: 1–128 of `A-Z a-z 0-9 . _ - |`, unique in the project.
+    /// Your own id for the user: 1–128 of `A-Z a-z 0-9 . _ - |`, unique in the project, not
+    /// starting with `user-test-` or `user-live-`.
+    #[schema(pattern = r"^[A-Za-z0-9._|-]{1,128}$")]
     pub external_id: Option<String>,
     pub roles: Option<Vec<String>>,
 }
@@ -200,6 +228,7 @@ pub struct UpdateUserRequest {
     pub attributes: Option<Value>,
     pub trusted_metadata: Option<Map<String, Value>>,
     pub untrusted_metadata: Option<Map<String, Value>>,
+    #[schema(pattern = r"^[A-Za-z0-9._|-]{1,128}$")]
     pub external_id: Option<String>,
     pub roles: Option<Vec<String>>,
 }
@@ -236,7 +265,10 @@ pub struct DeleteTotpResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateTotpRequest {
     /// The user id or its external id.
-    #[schema(example = "user-test-16d9ba61-97a1-4ba4-9720-b03761dc50c6")]
+    #[schema(
+        pattern = r"^[A-Za-z0-9._|-]{1,128}$",
+        example = "user-test-16d9ba61-97a1-4ba4-9720-b03761dc50c6"
+    )]
     pub user_id: String,
     /// Minutes the TOTP stays usable if never authenticated: 5–1440, default 1440.
     #[schema(value_type = Option<i64>, minimum = 5, maximum = 1440)]
@@ -263,13 +295,20 @@ pub struct CreateTotpResponse {
 /// Body of `POST /v1/totps/authenticate`. (No `Debug`: it holds a code.)
 #[derive(Deserialize, ToSchema)]
 pub struct AuthenticateTotpRequest {
+    /// The user id or its external id.
+    #[schema(
+        pattern = r"^[A-Za-z0-9._|-]{1,128}$",
+        example = "user-test-16d9ba61-97a1-4ba4-9720-b03761dc50c6"
+    )]
     pub user_id: String,
     /// Exactly 6 ASCII digits.
-    #[schema(example = "576831")]
+    #[schema(pattern = r"^[0-9]{6}$", example = "576831")]
     pub totp_code: String,
     /// Add this factor to the live session with this token.
+    #[schema(pattern = r"^[A-Za-z0-9_=-]{20,200}$")]
     pub session_token: Option<String>,
     /// Add this factor to the live session this JWT belongs to (it may have expired).
+    #[schema(pattern = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")]
     pub session_jwt: Option<String>,
     /// Start a session of this many minutes (5–527040), or extend the named one.
     #[schema(value_type = Option<i64>, minimum = 5, maximum = 527040)]
@@ -283,11 +322,21 @@ pub struct AuthenticateTotpRequest {
 /// Body of `POST /v1/totps/recover`. (No `Debug`: it holds a code.)
 #[derive(Deserialize, ToSchema)]
 pub struct RecoverTotpRequest {
+    /// The user id or its external id.
+    #[schema(
+        pattern = r"^[A-Za-z0-9._|-]{1,128}$",
+        example = "user-test-16d9ba61-97a1-4ba4-9720-b03761dc50c6"
+    )]
     pub user_id: String,
-    /// One of the user's unused recovery codes; case, spaces and hyphens do not matter.
-    #[schema(example = "ckss-2skx-ebow")]
+    /// One of the user's unused recovery codes; case and hyphens do not matter.
+    #[schema(
+        pattern = r"^[A-Za-z0-9]{4}-?[A-Za-z0-9]{4}-?[A-Za-z0-9]{4}$",
+        example = "ckss-2skx-ebow"
+    )]
     pub recovery_code: String,
+    #[schema(pattern = r"^[A-Za-z0-9_=-]{20,200}$")]
     pub session_token: Option<String>,
+    #[schema(pattern = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")]
     pub session_jwt: Option<String>,
     #[schema(value_type = Option<i64>, minimum = 5, maximum = 527040)]
     pub session_duration_minutes: Option<serde_json::Number>,
@@ -315,6 +364,11 @@ pub struct AuthenticateTotpResponse {
 /// Body of `POST /v1/totps/recovery_codes`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RecoveryCodesRequest {
+    /// The user id or its external id.
+    #[schema(
+        pattern = r"^[A-Za-z0-9._|-]{1,128}$",
+        example = "user-test-16d9ba61-97a1-4ba4-9720-b03761dc50c6"
+    )]
     pub user_id: String,
 }
 
@@ -443,7 +497,9 @@ impl Session {
 /// Body of `POST /v1/sessions/authenticate`: exactly one of `session_token`, `session_jwt`.
 #[derive(Deserialize, ToSchema)]
 pub struct AuthenticateSessionRequest {
+    #[schema(pattern = r"^[A-Za-z0-9_=-]{20,200}$")]
     pub session_token: Option<String>,
+    #[schema(pattern = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")]
     pub session_jwt: Option<String>,
     /// Extend the session to this many minutes from now (5–527040).
     #[schema(value_type = Option<i64>, minimum = 5, maximum = 527040)]
@@ -465,9 +521,12 @@ pub struct AuthenticateSessionResponse {
 
 /// Query of `GET /v1/sessions`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct SessionsQuery {
     /// A user id or external id.
-    pub user_id: Option<String>,
+    #[param(pattern = r"^[A-Za-z0-9._|-]{1,128}$")]
+    pub user_id: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -481,7 +540,9 @@ pub struct SessionsResponse {
 #[derive(Deserialize, ToSchema)]
 pub struct RevokeSessionRequest {
     pub session_id: Option<String>,
+    #[schema(pattern = r"^[A-Za-z0-9_=-]{20,200}$")]
     pub session_token: Option<String>,
+    #[schema(pattern = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")]
     pub session_jwt: Option<String>,
 }
 

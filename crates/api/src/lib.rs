@@ -45,12 +45,14 @@ fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 
 /// The OpenAPI document, built without a server or state.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    App::new()
+    let mut doc = App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .configure(register)
         .split_for_parts()
-        .1
+        .1;
+    openapi::refine(&mut doc);
+    doc
 }
 
 /// Path templates and their methods, to tell an unknown route (404) from a wrong method (405).
@@ -121,12 +123,13 @@ pub fn app(
         InitError = (),
     >,
 > {
-    let (app, doc) = App::new()
+    let (app, mut doc) = App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .app_data(web::Data::from(latch))
         .configure(register)
         .split_for_parts();
+    openapi::refine(&mut doc);
     let table = web::Data::new(RouteTable::from_openapi(&doc));
     app.app_data(table)
         // Swagger UI from the binary (its assets are vendored at build time, no network).

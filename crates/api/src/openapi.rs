@@ -47,6 +47,96 @@ impl Modify for BasicAuth {
     }
 }
 
+/// Says in the schemas what the handlers require of combinations of fields, so a request the
+/// schema accepts is one Latch accepts: `POST /v1/users` needs an email or a phone number
+/// (`anyOf`); session routes take exactly one way of naming a session (`oneOf`). Applied after
+/// the paths (and their schemas) are collected.
+pub(crate) fn refine(openapi: &mut utoipa::openapi::OpenApi) {
+    require(openapi, "CreateUserRequest", &["email", "phone_number"], false);
+    require(
+        openapi,
+        "AuthenticateSessionRequest",
+        &["session_token", "session_jwt"],
+        true,
+    );
+    require(
+        openapi,
+        "RevokeSessionRequest",
+        &["session_id", "session_token", "session_jwt"],
+        true,
+    );
+    at_most_one(
+        openapi,
+        "AuthenticateTotpRequest",
+        ["session_token", "session_jwt"],
+    );
+    at_most_one(openapi, "RecoverTotpRequest", ["session_token", "session_jwt"]);
+}
+
+/// At most one of two optional fields may carry a value: `anyOf` "the first is absent or null"
+/// or "the second is".
+fn at_most_one(openapi: &mut utoipa::openapi::OpenApi, schema: &str, fields: [&str; 2]) {
+    use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, Object, ObjectBuilder, Schema, Type};
+    let Some(components) = openapi.components.as_mut() else {
+        return;
+    };
+    let Some(original) = components.schemas.remove(schema) else {
+        return;
+    };
+    let mut any = AnyOfBuilder::new();
+    for f in fields {
+        any = any.item(RefOr::T(Schema::Object(
+            ObjectBuilder::new()
+                .property(f, Object::with_type(Type::Null))
+                .build(),
+        )));
+    }
+    let combined = AllOfBuilder::new()
+        .item(original)
+        .item(RefOr::T(Schema::AnyOf(any.build())))
+        .build();
+    components
+        .schemas
+        .insert(schema.into(), RefOr::T(Schema::AllOf(combined)));
+}
+
+fn require(openapi: &mut utoipa::openapi::OpenApi, schema: &str, fields: &[&str], exactly_one: bool) {
+    use utoipa::openapi::schema::{
+        AllOfBuilder, AnyOfBuilder, Object, ObjectBuilder, OneOfBuilder, Schema, Type,
+    };
+    let Some(components) = openapi.components.as_mut() else {
+        return;
+    };
+    let Some(original) = components.schemas.remove(schema) else {
+        return;
+    };
+    let branch = |field: &str| -> RefOr<Schema> {
+        RefOr::T(Schema::Object(
+            ObjectBuilder::new()
+                .property(field, Object::with_type(Type::String))
+                .required(field)
+                .build(),
+        ))
+    };
+    let choice = if exactly_one {
+        let mut b = OneOfBuilder::new();
+        for f in fields {
+            b = b.item(branch(f));
+        }
+        Schema::OneOf(b.build())
+    } else {
+        let mut b = AnyOfBuilder::new();
+        for f in fields {
+            b = b.item(branch(f));
+        }
+        Schema::AnyOf(b.build())
+    };
+    let combined = AllOfBuilder::new().item(original).item(RefOr::T(choice)).build();
+    components
+        .schemas
+        .insert(schema.into(), RefOr::T(Schema::AllOf(combined)));
+}
+
 /// One documented error status with an example of Latch's own body for it.
 fn error(status: u16, description: &str, error_type: &str, message: &str) -> (String, RefOr<Response>) {
     let example = json!({

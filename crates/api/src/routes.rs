@@ -112,7 +112,7 @@ pub(crate) async fn create_user(latch: web::Data<Latch>, auth: Authed, body: Bod
 /// `user_id` may be the user's id or its external id.
 #[utoipa::path(
     tag = "Users",
-    params(("user_id" = String, Path, description = "A user id or external id")),
+    params(("user_id" = String, Path, description = "A user id or external id", pattern = r"^[A-Za-z0-9._|-]{1,128}$")),
     security(("basic" = [])),
     responses(
         (status = 200, description = "The user, its fields at the top level", body = GetUserResponse),
@@ -136,7 +136,7 @@ pub(crate) async fn get_user(latch: web::Data<Latch>, auth: Authed, path: web::P
 /// `null` deletes that key.
 #[utoipa::path(
     tag = "Users",
-    params(("user_id" = String, Path, description = "A user id or external id")),
+    params(("user_id" = String, Path, description = "A user id or external id", pattern = r"^[A-Za-z0-9._|-]{1,128}$")),
     request_body = UpdateUserRequest,
     security(("basic" = [])),
     responses(
@@ -184,7 +184,7 @@ pub(crate) async fn update_user(
 /// Deletes the user with its TOTPs and recovery codes.
 #[utoipa::path(
     tag = "Users",
-    params(("user_id" = String, Path, description = "A user id or external id")),
+    params(("user_id" = String, Path, description = "A user id or external id", pattern = r"^[A-Za-z0-9._|-]{1,128}$")),
     security(("basic" = [])),
     responses(
         (status = 200, description = "Deleted", body = DeleteUserResponse),
@@ -207,7 +207,8 @@ pub(crate) async fn delete_user(latch: web::Data<Latch>, auth: Authed, path: web
 /// Deletes the TOTP and its recovery codes; the user stays.
 #[utoipa::path(
     tag = "Users",
-    params(("totp_id" = String, Path, description = "The TOTP id")),
+    params(("totp_id" = String, Path, description = "The TOTP id",
+        pattern = r"^totp-(test|live)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
     security(("basic" = [])),
     responses(
         (status = 200, description = "Deleted; the user without the TOTP", body = DeleteTotpResponse),
@@ -427,11 +428,7 @@ pub(crate) async fn list_sessions(
     let q = web::Query::<SessionsQuery>::from_query(req.query_string())
         .map_err(|e| bad_request(format!("the query string is malformed ({e})")))?;
     let p = &auth.0;
-    let raw = q
-        .user_id
-        .as_deref()
-        .ok_or_else(|| bad_request("missing query parameter `user_id`".into()))?;
-    let target = user_ref(p, raw)?;
+    let target = user_ref(p, &q.user_id)?;
     let user = latch.get_user(p, &target).await?;
     let sessions = latch.list_sessions(p, &target).await?;
     ok(SessionsResponse {

@@ -105,6 +105,17 @@ pub enum JwtError {
     BadSignature,
 }
 
+/// Whether `s` has the shape of a compact JWS: three dot-separated runs of base64url
+/// characters, the first two non-empty. Anything else cannot be a session JWT at all.
+pub fn looks_like_jwt(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('.').collect();
+    parts.len() == 3
+        && !parts[0].is_empty()
+        && !parts[1].is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
 /// Verifies a compact RS256 JWS against the project's public keys and returns its claims.
 /// Time claims are the caller's business (an expired JWT of a live session is refreshed).
 pub fn verify(token: &str, keys: &[PublicJwk]) -> Result<Value, JwtError> {

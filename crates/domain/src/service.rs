@@ -791,17 +791,19 @@ impl Latch {
             .take(2)
             .map(|k| k.public)
             .collect();
-        let claims = jwt::verify(token, &keys).map_err(|e| match e {
-            jwt::JwtError::Malformed => Error::UnableToParseSessionJwt,
-            jwt::JwtError::BadSignature => Error::SessionNotFound,
-        })?;
+        // Not shaped like a JWT: a malformed argument. Shaped like one but not a JWT of this
+        // project (undecodable, forged, another project's): there is no such session.
+        if !jwt::looks_like_jwt(token) {
+            return Err(Error::UnableToParseSessionJwt);
+        }
+        let claims = jwt::verify(token, &keys).map_err(|_| Error::SessionNotFound)?;
         if claims["iss"] != Value::String(format!("stytch.com/{}", p.id)) {
             return Err(Error::SessionNotFound);
         }
         claims[sess::SESSION_CLAIM]["id"]
             .as_str()
             .map(str::to_owned)
-            .ok_or(Error::UnableToParseSessionJwt)
+            .ok_or(Error::SessionNotFound)
     }
 
     /// `POST /v1/sessions/authenticate`.
