@@ -73,65 +73,48 @@ pub(crate) fn refine(openapi: &mut utoipa::openapi::OpenApi) {
     at_most_one(openapi, "RecoverTotpRequest", ["session_token", "session_jwt"]);
 }
 
+fn require(openapi: &mut utoipa::openapi::OpenApi, schema: &str, fields: &[&str], exactly_one: bool) {
+    use utoipa::openapi::schema::{AnyOfBuilder, Object, ObjectBuilder, OneOfBuilder, Schema, Type};
+    let branches = fields.iter().map(|f| {
+        RefOr::T(Schema::Object(
+            ObjectBuilder::new()
+                .property(*f, Object::with_type(Type::String))
+                .required(*f)
+                .build(),
+        ))
+    });
+    let choice = if exactly_one {
+        Schema::OneOf(branches.fold(OneOfBuilder::new(), |b, x| b.item(x)).build())
+    } else {
+        Schema::AnyOf(branches.fold(AnyOfBuilder::new(), |b, x| b.item(x)).build())
+    };
+    constrain(openapi, schema, choice);
+}
+
 /// At most one of two optional fields may carry a value: `anyOf` "the first is absent or null"
 /// or "the second is".
 fn at_most_one(openapi: &mut utoipa::openapi::OpenApi, schema: &str, fields: [&str; 2]) {
-    use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, Object, ObjectBuilder, Schema, Type};
-    let Some(components) = openapi.components.as_mut() else {
-        return;
-    };
-    let Some(original) = components.schemas.remove(schema) else {
-        return;
-    };
-    let mut any = AnyOfBuilder::new();
-    for f in fields {
-        any = any.item(RefOr::T(Schema::Object(
+    use utoipa::openapi::schema::{AnyOfBuilder, Object, ObjectBuilder, Schema, Type};
+    let any = fields.iter().fold(AnyOfBuilder::new(), |b, f| {
+        b.item(RefOr::T(Schema::Object(
             ObjectBuilder::new()
-                .property(f, Object::with_type(Type::Null))
+                .property(*f, Object::with_type(Type::Null))
                 .build(),
-        )));
-    }
-    let combined = AllOfBuilder::new()
-        .item(original)
-        .item(RefOr::T(Schema::AnyOf(any.build())))
-        .build();
-    components
-        .schemas
-        .insert(schema.into(), RefOr::T(Schema::AllOf(combined)));
+        )))
+    });
+    constrain(openapi, schema, Schema::AnyOf(any.build()));
 }
 
-fn require(openapi: &mut utoipa::openapi::OpenApi, schema: &str, fields: &[&str], exactly_one: bool) {
-    use utoipa::openapi::schema::{
-        AllOfBuilder, AnyOfBuilder, Object, ObjectBuilder, OneOfBuilder, Schema, Type,
-    };
+/// Replaces component `schema` with `allOf: [schema, extra]`.
+fn constrain(openapi: &mut utoipa::openapi::OpenApi, schema: &str, extra: utoipa::openapi::schema::Schema) {
+    use utoipa::openapi::schema::{AllOfBuilder, Schema};
     let Some(components) = openapi.components.as_mut() else {
         return;
     };
     let Some(original) = components.schemas.remove(schema) else {
         return;
     };
-    let branch = |field: &str| -> RefOr<Schema> {
-        RefOr::T(Schema::Object(
-            ObjectBuilder::new()
-                .property(field, Object::with_type(Type::String))
-                .required(field)
-                .build(),
-        ))
-    };
-    let choice = if exactly_one {
-        let mut b = OneOfBuilder::new();
-        for f in fields {
-            b = b.item(branch(f));
-        }
-        Schema::OneOf(b.build())
-    } else {
-        let mut b = AnyOfBuilder::new();
-        for f in fields {
-            b = b.item(branch(f));
-        }
-        Schema::AnyOf(b.build())
-    };
-    let combined = AllOfBuilder::new().item(original).item(RefOr::T(choice)).build();
+    let combined = AllOfBuilder::new().item(original).item(RefOr::T(extra)).build();
     components
         .schemas
         .insert(schema.into(), RefOr::T(Schema::AllOf(combined)));

@@ -583,9 +583,14 @@ impl Latch {
                     custom_claims,
                 }))
             }
+            // A new session has nothing to delete: claims sent as null are simply not set.
             None => Ok(duration_secs.map(|d| SessionPlan::Create {
                 duration_secs: d,
-                custom_claims: custom_claims.unwrap_or_default(),
+                custom_claims: custom_claims
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .collect(),
             })),
         }
     }
@@ -742,26 +747,25 @@ impl Latch {
     /// The public keys a project's JWTs verify against: the current and the previous one.
     pub async fn jwks(&self, project_id: &str) -> Result<Vec<PublicJwk>, Error> {
         let p = self.project(project_id).await?;
-        let mut keys: Vec<PublicJwk> = self
+        let keys = self.verification_keys(&p).await?;
+        if !keys.is_empty() {
+            return Ok(keys);
+        }
+        // A project that never signed yet gets its first key now, so SDKs can always fetch one.
+        self.signing_key(&p).await?;
+        self.verification_keys(&p).await
+    }
+
+    /// The current and the previous public key: what JWKS serves and JWTs verify against.
+    async fn verification_keys(&self, p: &Project) -> Result<Vec<PublicJwk>, Error> {
+        Ok(self
             .store
             .signing_keys(&p.id)
             .await?
             .into_iter()
             .take(2)
             .map(|k| k.public)
-            .collect();
-        if keys.is_empty() {
-            self.signing_key(&p).await?;
-            keys = self
-                .store
-                .signing_keys(&p.id)
-                .await?
-                .into_iter()
-                .take(2)
-                .map(|k| k.public)
-                .collect();
-        }
-        Ok(keys)
+            .collect())
     }
 
     /// The session a token or JWT names, if it is live.
@@ -783,14 +787,7 @@ impl Latch {
     /// Verifies a JWT's signature against the project's keys (not its expiry: an expired JWT of
     /// a live session can be refreshed) and returns the session id it carries.
     async fn session_id_from_jwt(&self, p: &Project, token: &str) -> Result<String, Error> {
-        let keys: Vec<PublicJwk> = self
-            .store
-            .signing_keys(&p.id)
-            .await?
-            .into_iter()
-            .take(2)
-            .map(|k| k.public)
-            .collect();
+        let keys = self.verification_keys(p).await?;
         // Not shaped like a JWT: a malformed argument. Shaped like one but not a JWT of this
         // project (undecodable, forged, another project's): there is no such session.
         if !jwt::looks_like_jwt(token) {

@@ -193,6 +193,22 @@ fn project_create_prints_credentials_once_as_json() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["project_id"].as_str().unwrap().starts_with("project-live-"));
     assert!(v["secret"].as_str().unwrap().starts_with("secret-live-"));
+    let pid = v["project_id"].as_str().unwrap();
+    let rotate = |pid: &str| {
+        Command::new(env!("CARGO_BIN_EXE_latch"))
+            .args(["keys", "rotate-signing", "--project", pid, "--json"])
+            .current_dir(dir.path())
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    let out = rotate(pid);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let k: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(k["kid"].as_str().unwrap().starts_with("jwk-live-"));
+    let unknown = rotate("project-test-00000000-0000-0000-0000-000000000000");
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("Project could not be found"));
     let bad = Command::new(env!("CARGO_BIN_EXE_latch"))
         .args(["serve"])
         .current_dir(dir.path())

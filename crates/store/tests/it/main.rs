@@ -363,3 +363,49 @@ async fn a_new_create_replaces_the_pending_totp_and_expired_ones_vanish(db: &Db)
     assert_eq!(db.delete_totp(&p, &second.id, NOW).await.unwrap(), None);
 }
 on_both_backends!(a_new_create_replaces_the_pending_totp_and_expired_ones_vanish);
+
+/// Several replicas starting at once on an empty Postgres database all come up: migrations run
+/// under an advisory lock, one after the other (spec §5.21).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_migrating_at_once_all_start_on_postgres() {
+    use sea_orm::{ConnectionTrait, Database};
+    let Some(url) = support::postgres_url() else {
+        if support::require_services() {
+            panic!("DATABASE_URL is not set and services are required (CI=true)");
+        }
+        eprintln!(
+            "SKIPPED (no Postgres: set DATABASE_URL): replicas_migrating_at_once_all_start_on_postgres"
+        );
+        return;
+    };
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let admin = Database::connect(url.as_str()).await.unwrap();
+    admin
+        .execute_unprepared(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .unwrap();
+    let results = join_all((0..4).map(|_| {
+        let (url, schema) = (url.clone(), schema.clone());
+        async move {
+            let pool = store::PoolSettings {
+                schema: Some(schema),
+                ..store::PoolSettings::default()
+            };
+            let db = Db::connect(&url, &pool).await?;
+            db.migrate().await?;
+            db.count_projects()
+                .await
+                .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
+            db.close().await
+        }
+    }))
+    .await;
+    admin
+        .execute_unprepared(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    for r in results {
+        r.unwrap();
+    }
+}
