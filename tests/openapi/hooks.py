@@ -22,6 +22,7 @@ CONFLICTS = {
     "metadata_too_large": "a byte size of serialised JSON",
     "metadata_too_many_keys": "maxProperties is not expressible through utoipa here",
     "custom_claims_too_large": "a byte size of serialised JSON",
+    "user_search_invalid_cursor": "an opaque, MACed token only the server can check",
 }
 # Ids that start like a user id but do not carry a UUID are refused by the spec (§5.15);
 # a regex without look-ahead cannot exclude them from the external-id pattern.

@@ -76,6 +76,7 @@ mod tests {
         let paths = doc["paths"].as_object().unwrap();
         for p in [
             "/v1/users",
+            "/v1/users/search",
             "/v1/users/{user_id}",
             "/v1/users/totps/{totp_id}",
             "/v1/totps",

@@ -581,3 +581,57 @@ pub struct JwksResponse {
     /// The current key and the previous one.
     pub keys: Vec<Jwk>,
 }
+
+// ---- users search ----
+
+/// One search condition.
+#[derive(Deserialize, ToSchema)]
+pub struct SearchOperand {
+    /// One of `created_at_greater_than`, `created_at_less_than`, `created_at_between`, `status`,
+    /// `user_id`, `full_name_fuzzy`, `email_address`, `email_address_fuzzy`, `email_id`,
+    /// `email_verified`, `phone_number`, `phone_number_fuzzy`, `phone_id`, `phone_verified`,
+    /// `totp_id`, `totp_verified`.
+    #[schema(example = "totp_verified")]
+    pub filter_name: String,
+    /// A string, a boolean, an array of strings, or `{greater_than, less_than}` (RFC 3339),
+    /// depending on the filter.
+    #[schema(example = true)]
+    pub filter_value: Value,
+}
+
+/// A search query; no query (or no operands) matches every user.
+#[derive(Deserialize, ToSchema)]
+pub struct SearchQuery {
+    /// `AND` (default) or `OR`.
+    #[schema(example = "AND")]
+    pub operator: Option<String>,
+    pub operands: Option<Vec<SearchOperand>>,
+}
+
+/// Body of `POST /v1/users/search`.
+#[derive(Deserialize, ToSchema)]
+pub struct SearchUsersRequest {
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// 1–1000, default 100.
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+    pub limit: Option<serde_json::Number>,
+    #[schema(value_type = Option<SearchQuery>)]
+    pub query: Option<Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResultsMetadata {
+    /// How many users match, over all pages.
+    pub total: u64,
+    /// The cursor of the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchUsersResponse {
+    pub status_code: u16,
+    pub request_id: String,
+    pub results: Vec<User>,
+    pub results_metadata: ResultsMetadata,
+}

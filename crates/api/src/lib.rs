@@ -29,6 +29,7 @@ pub use error::{ApiError, ErrorBody};
 /// Registers every `/v1` route (the one list the OpenAPI document is collected from).
 fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(routes::create_user)
+        .service(routes::search_users)
         .service(routes::get_user)
         .service(routes::update_user)
         .service(routes::delete_user)

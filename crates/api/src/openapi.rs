@@ -71,6 +71,63 @@ pub(crate) fn refine(openapi: &mut utoipa::openapi::OpenApi) {
         ["session_token", "session_jwt"],
     );
     at_most_one(openapi, "RecoverTotpRequest", ["session_token", "session_jwt"]);
+    search_operands(openapi);
+}
+
+/// Each search filter with the value it takes (`oneOf`, keyed by `filter_name`), so only
+/// queries Latch runs are schema-valid.
+fn search_operands(openapi: &mut utoipa::openapi::OpenApi) {
+    use serde_json::json;
+    // Dates the server always parses: RFC 3339 UTC, days 01-28 of any month.
+    let time = json!({"type": "string",
+        "pattern": "^(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z$",
+        "example": "2026-01-01T00:00:00Z"});
+    let list = json!({"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 1000});
+    let text = json!({"type": "string", "minLength": 1, "maxLength": 200});
+    let flag = json!({"type": "boolean"});
+    let filters = [
+        ("created_at_greater_than", time.clone()),
+        ("created_at_less_than", time.clone()),
+        (
+            "created_at_between",
+            json!({"type": "object", "required": ["greater_than", "less_than"],
+            "properties": {"greater_than": time.clone(), "less_than": time}}),
+        ),
+        ("status", json!({"type": "string", "enum": ["active", "pending"]})),
+        ("user_id", list.clone()),
+        ("full_name_fuzzy", text.clone()),
+        ("email_address", list.clone()),
+        ("email_address_fuzzy", text.clone()),
+        ("email_id", list.clone()),
+        ("email_verified", flag.clone()),
+        ("phone_number", list.clone()),
+        ("phone_number_fuzzy", text),
+        ("phone_id", list.clone()),
+        ("phone_verified", flag.clone()),
+        ("totp_id", list),
+        ("totp_verified", flag),
+    ];
+    let one_of: Vec<serde_json::Value> = filters
+        .into_iter()
+        .map(|(name, value)| {
+            json!({"type": "object", "required": ["filter_name", "filter_value"],
+                "properties": {"filter_name": {"type": "string", "enum": [name]}, "filter_value": value}})
+        })
+        .collect();
+    let operand =
+        json!({"description": "One search condition: a filter and the value it takes.", "oneOf": one_of});
+    let query = json!({"type": "object", "description": "No query, or no operands, matches every user.",
+        "properties": {
+            "operator": {"type": ["string", "null"], "enum": ["AND", "OR", null], "description": "AND (default) or OR."},
+            "operands": {"type": ["array", "null"], "maxItems": 50, "items": {"$ref": "#/components/schemas/SearchOperand"}}}});
+    let Some(components) = openapi.components.as_mut() else {
+        return;
+    };
+    for (name, schema) in [("SearchOperand", operand), ("SearchQuery", query)] {
+        if let Ok(s) = serde_json::from_value::<RefOr<utoipa::openapi::schema::Schema>>(schema) {
+            components.schemas.insert(name.into(), s);
+        }
+    }
 }
 
 fn require(openapi: &mut utoipa::openapi::OpenApi, schema: &str, fields: &[&str], exactly_one: bool) {

@@ -506,3 +506,34 @@ pub(crate) async fn jwks(latch: web::Data<Latch>, path: web::Path<String>) -> Re
             .collect(),
     })
 }
+
+/// Search users.
+///
+/// Pages through the project's users matching a query, oldest first (by creation time, then
+/// id), `limit` at a time; pass `results_metadata.next_cursor` back as `cursor` for the next page.
+#[utoipa::path(
+    tag = "Users",
+    request_body = SearchUsersRequest,
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "One page of users", body = SearchUsersResponse),
+        BodyRouteErrors,
+    )
+)]
+#[post("/v1/users/search")]
+pub(crate) async fn search_users(latch: web::Data<Latch>, auth: Authed, body: Body) -> Reply {
+    let req: SearchUsersRequest = body.json()?;
+    let limit = int_field("limit", req.limit)?;
+    let (users, total, next) = latch
+        .search_users(&auth.0, limit, req.cursor.as_deref(), req.query.as_ref())
+        .await?;
+    ok(SearchUsersResponse {
+        status_code: 200,
+        request_id: request_id::current(),
+        results: users.iter().map(User::from).collect(),
+        results_metadata: ResultsMetadata {
+            total,
+            next_cursor: next,
+        },
+    })
+}

@@ -34,6 +34,8 @@ impl fmt::Debug for Sealed {
 struct RingKey {
     aead: Aes256Gcm,
     index_key: [u8; 32],
+    /// The key itself, for deriving further purpose-bound subkeys.
+    raw: [u8; 32],
 }
 
 /// The configured keys: one active (seals new values), all usable to open and to look up.
@@ -175,6 +177,23 @@ impl KeyRing {
             })
     }
 
+    /// A MAC of `data` under a subkey (HKDF label `label`) of the active key.
+    pub fn mac(&self, label: &str, data: &[u8]) -> Result<Vec<u8>, Error> {
+        self.active_key()?.mac(label, data)
+    }
+
+    /// Checks a (possibly truncated) MAC against every ring key, in constant time per key.
+    pub fn verify_mac(&self, label: &str, data: &[u8], tag: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        self.keys.values().any(|k| {
+            k.mac(label, data)
+                .ok()
+                .and_then(|m| m.get(..tag.len()).map(|p| bool::from(p.ct_eq(tag))))
+                .unwrap_or(false)
+                && !tag.is_empty()
+        })
+    }
+
     /// The lookup index of a normalised recovery code under the active key.
     pub fn index(&self, normalised: &str) -> Result<(String, Vec<u8>), Error> {
         Ok((self.active.clone(), self.active_key()?.index(normalised)))
@@ -193,7 +212,22 @@ impl RingKey {
         hkdf::Hkdf::<Sha256>::new(None, key)
             .expand(INDEX_LABEL, &mut index_key)
             .map_err(|_| Error::internal("hkdf expand failed"))?;
-        Ok(RingKey { aead, index_key })
+        Ok(RingKey {
+            aead,
+            index_key,
+            raw: *key,
+        })
+    }
+
+    fn mac(&self, label: &str, data: &[u8]) -> Result<Vec<u8>, Error> {
+        let mut key = [0u8; 32];
+        hkdf::Hkdf::<Sha256>::new(None, &self.raw)
+            .expand(label.as_bytes(), &mut key)
+            .map_err(|_| Error::internal("hkdf expand failed"))?;
+        let mut mac =
+            <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&key).map_err(|_| Error::internal("hmac key"))?;
+        mac.update(data);
+        Ok(mac.finalize().into_bytes().to_vec())
     }
 
     fn index(&self, normalised: &str) -> Vec<u8> {

@@ -86,6 +86,16 @@ pub enum Error {
     NoSessionRevokeArguments,
     #[error("project not found")]
     ProjectNotFound,
+    #[error("search limit out of range")]
+    UserSearchInvalidLimit,
+    #[error("search cursor invalid")]
+    UserSearchInvalidCursor,
+    #[error("search filter name not recognised")]
+    UserSearchFilterNameNotRecognized(String),
+    #[error("search filter not supported")]
+    UserSearchFilterNotSupported(String),
+    #[error("search filter value invalid")]
+    UserSearchInvalidFilterValue(String),
     /// The user is locked after too many consecutive failures (spec §5.16).
     #[error("user locked")]
     UserLocked { retry_after_secs: u64 },
@@ -150,7 +160,12 @@ impl Error {
             | TooManySessionArguments
             | NoSessionArguments
             | TooManySessionRevokeArguments
-            | NoSessionRevokeArguments => 400,
+            | NoSessionRevokeArguments
+            | UserSearchInvalidLimit
+            | UserSearchInvalidCursor
+            | UserSearchFilterNameNotRecognized(_)
+            | UserSearchFilterNotSupported(_)
+            | UserSearchInvalidFilterValue(_) => 400,
         }
     }
 
@@ -202,6 +217,11 @@ impl Error {
             TooManySessionRevokeArguments => "too_many_session_revoke_arguments",
             NoSessionRevokeArguments => "no_session_revoke_arguments",
             ProjectNotFound => "project_not_found",
+            UserSearchInvalidLimit => "user_search_invalid_limit",
+            UserSearchInvalidCursor => "user_search_invalid_cursor",
+            UserSearchFilterNameNotRecognized(_) => "user_search_filter_name_not_recognized",
+            UserSearchFilterNotSupported(_) => "user_search_filter_not_supported",
+            UserSearchInvalidFilterValue(_) => "user_search_invalid_filter_value",
             UserLocked { .. } => "user_lock_limit_reached",
             TooManyRequests { .. } => "too_many_requests",
             ServiceUnavailable => "service_unavailable",
@@ -214,6 +234,13 @@ impl Error {
         use Error::*;
         let s = match self {
             BadRequest(detail) => return format!("The request is malformed: {detail}."),
+            UserSearchFilterNameNotRecognized(n) => {
+                return format!("The search filter {n:?} is not recognised.");
+            }
+            UserSearchFilterNotSupported(n) => {
+                return format!("The search filter {n} is not supported: Latch has no such factor.");
+            }
+            UserSearchInvalidFilterValue(detail) => return format!("The search query is invalid: {detail}."),
             Unauthorized => "Unauthorized credentials.",
             RequestTooLarge => "The request body is larger than the 1 MiB limit.",
             RouteNotFound => "The requested route does not exist.",
@@ -267,6 +294,8 @@ impl Error {
             TooManySessionRevokeArguments => "Send exactly one of session_id, session_token and session_jwt.",
             NoSessionRevokeArguments => "Send one of session_id, session_token and session_jwt.",
             ProjectNotFound => "Project could not be found.",
+            UserSearchInvalidLimit => "limit must be between 1 and 1000.",
+            UserSearchInvalidCursor => "cursor is not one this project's searches returned.",
             UserLocked { .. } => {
                 "The user has been locked out due to too many failed authentication attempts. Please try again later."
             }

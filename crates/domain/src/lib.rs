@@ -13,6 +13,7 @@ pub mod model;
 pub mod ports;
 pub mod random;
 pub mod recovery;
+pub mod search;
 pub mod service;
 pub mod session;
 pub mod totp;

@@ -25,6 +25,13 @@ pub trait Store: Send + Sync {
     async fn insert_user(&self, project_id: &str, user: &NewUser) -> Result<(), Error>;
     /// Finds a user by id or external id, with TOTPs visible at `now`.
     async fn find_user(&self, project_id: &str, user: &UserRef, now: i64) -> Result<Option<User>, Error>;
+    /// One page of a search, ordered by (created_at, id), and the number of all matches.
+    async fn search_users(
+        &self,
+        project_id: &str,
+        search: &crate::search::Search,
+        now: i64,
+    ) -> Result<(Vec<User>, u64), Error>;
     /// Applies a patch in one transaction; `UserNotFound` if the user is gone.
     async fn update_user(
         &self,

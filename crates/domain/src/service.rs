@@ -312,6 +312,38 @@ impl Latch {
         self.reload(p, &existing.id).await
     }
 
+    /// `POST /v1/users/search`: one page of users and the number of all matches, with the
+    /// cursor of the next page (`None` on the last).
+    pub async fn search_users(
+        &self,
+        p: &Project,
+        limit: Option<i64>,
+        cursor: Option<&str>,
+        query: Option<&Value>,
+    ) -> Result<(Vec<User>, u64, Option<String>), Error> {
+        let after = match cursor.filter(|c| !c.is_empty()) {
+            Some(c) => Some(crate::search::decode_cursor(&self.keys, &p.id, c)?),
+            None => None,
+        };
+        let mut search = crate::search::parse(limit, query, after)?;
+        let page = search.limit;
+        // One more than asked tells whether another page follows.
+        search.limit = page + 1;
+        let now = self.now();
+        let (mut users, total) = self.store.search_users(&p.id, &search, now).await?;
+        let more = users.len() as u64 > page;
+        users.truncate(usize::try_from(page).unwrap_or(usize::MAX));
+        let next = match (more, users.last()) {
+            (true, Some(last)) => Some(crate::search::encode_cursor(
+                &self.keys,
+                &p.id,
+                (last.created_at, &last.id),
+            )?),
+            _ => None,
+        };
+        Ok((users.into_iter().map(|u| u.settle(now)).collect(), total, next))
+    }
+
     /// Deletes a user and returns its id.
     pub async fn delete_user(&self, p: &Project, user: &UserRef) -> Result<String, Error> {
         let existing = self.load_user(p, user).await?;

@@ -13,15 +13,18 @@ use domain::Error;
 use domain::crypto::Sealed;
 use domain::ids::UserRef;
 use domain::model::*;
+use domain::search::{Filter, Search};
 use domain::session::{Session, SessionWrite};
 use entity::{
     project, project_secret, recovery_code, session, signing_key, totp, user, user_email, user_phone,
 };
-use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
+use sea_orm::sea_query::{
+    BinOper, CaseStatement, Expr, ExprTrait, Func, IntoColumnRef, IntoTableRef, LikeExpr, Query,
+};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database, DatabaseBackend,
     DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    QuerySelect, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use serde_json::{Map, Value};
@@ -399,6 +402,205 @@ async fn finish_success(
     }
 }
 
+/// Builds full users from rows with one query per factor table for the whole batch.
+async fn load_users(
+    conn: &DatabaseConnection,
+    project_id: &str,
+    rows: Vec<user::Model>,
+    now: i64,
+) -> Result<Vec<User>, Error> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = rows.iter().map(|u| u.id.clone()).collect();
+    let emails = user_email::Entity::find()
+        .filter(user_email::Column::ProjectId.eq(project_id))
+        .filter(user_email::Column::UserId.is_in(ids.clone()))
+        .order_by_asc(user_email::Column::CreatedAt)
+        .order_by_asc(user_email::Column::Id)
+        .all(conn)
+        .await
+        .map_err(db_err)?;
+    let phones = user_phone::Entity::find()
+        .filter(user_phone::Column::ProjectId.eq(project_id))
+        .filter(user_phone::Column::UserId.is_in(ids.clone()))
+        .order_by_asc(user_phone::Column::CreatedAt)
+        .order_by_asc(user_phone::Column::Id)
+        .all(conn)
+        .await
+        .map_err(db_err)?;
+    let totps = totp::Entity::find()
+        .filter(totp::Column::ProjectId.eq(project_id))
+        .filter(totp::Column::UserId.is_in(ids))
+        .filter(visible_totps(now))
+        .order_by_asc(totp::Column::CreatedAt)
+        .order_by_asc(totp::Column::Id)
+        .all(conn)
+        .await
+        .map_err(db_err)?;
+    rows.into_iter()
+        .map(|u| {
+            let lock = match (u.lock_created_at, u.lock_expires_at) {
+                (Some(created_at), Some(expires_at)) => Some(Lock {
+                    created_at,
+                    expires_at,
+                }),
+                _ => None,
+            };
+            Ok(User {
+                status: UserStatus::parse(&u.status)
+                    .ok_or_else(|| Error::internal(format!("user {} has status {:?}", u.id, u.status)))?,
+                external_id: u.external_id,
+                name: Name {
+                    first_name: u.first_name,
+                    middle_name: u.middle_name,
+                    last_name: u.last_name,
+                },
+                emails: emails
+                    .iter()
+                    .filter(|e| e.user_id == u.id)
+                    .map(|e| Email {
+                        id: e.id.clone(),
+                        email: e.email.clone(),
+                        verified: e.verified,
+                    })
+                    .collect(),
+                phone_numbers: phones
+                    .iter()
+                    .filter(|p| p.user_id == u.id)
+                    .map(|p| PhoneNumber {
+                        id: p.id.clone(),
+                        phone_number: p.phone_number.clone(),
+                        verified: p.verified,
+                    })
+                    .collect(),
+                totps: totps
+                    .iter()
+                    .filter(|t| t.user_id == u.id)
+                    .map(|t| TotpSummary {
+                        id: t.id.clone(),
+                        verified: t.verified,
+                    })
+                    .collect(),
+                trusted_metadata: parse_object(&u.trusted_metadata)?,
+                untrusted_metadata: parse_object(&u.untrusted_metadata)?,
+                roles: serde_json::from_str(&u.roles).map_err(Error::internal)?,
+                created_at: u.created_at,
+                lock,
+                id: u.id,
+            })
+        })
+        .collect()
+}
+
+/// `%value%` for LIKE, with the wildcards in the value escaped.
+fn contains_pattern(v: &str) -> String {
+    // `!` is the escape character: `\` would need per-backend string quoting.
+    let escaped = v.replace('!', "!!").replace('%', "!%").replace('_', "!_");
+    format!("%{escaped}%")
+}
+
+fn like(col: impl sea_orm::sea_query::IntoColumnRef, v: &str) -> Expr {
+    Expr::expr(Func::lower(Expr::col(col))).like(LikeExpr::new(contains_pattern(v)).escape('!'))
+}
+
+/// Users of the project that have a row in a factor table matching `cond`.
+fn having(
+    project_id: &str,
+    table: impl IntoTableRef,
+    user_col: impl IntoColumnRef,
+    project_col: impl IntoColumnRef,
+    cond: Condition,
+) -> Expr {
+    user::Column::Id.in_subquery(
+        Query::select()
+            .column(user_col)
+            .from(table)
+            .cond_where(
+                Condition::all()
+                    .add(Expr::col(project_col).eq(project_id))
+                    .add(cond),
+            )
+            .to_owned(),
+    )
+}
+
+fn search_filter(project_id: &str, f: &Filter, now: i64) -> Condition {
+    let emails = |c: Condition| {
+        having(
+            project_id,
+            user_email::Entity,
+            user_email::Column::UserId,
+            user_email::Column::ProjectId,
+            c,
+        )
+    };
+    let phones = |c: Condition| {
+        having(
+            project_id,
+            user_phone::Entity,
+            user_phone::Column::UserId,
+            user_phone::Column::ProjectId,
+            c,
+        )
+    };
+    let totps = |c: Condition| {
+        having(
+            project_id,
+            totp::Entity,
+            totp::Column::UserId,
+            totp::Column::ProjectId,
+            c.add(visible_totps(now)),
+        )
+    };
+    let one = |e: Expr| Condition::all().add(e);
+    match f {
+        Filter::CreatedAfter(t) => one(user::Column::CreatedAt.gt(*t)),
+        Filter::CreatedBefore(t) => one(user::Column::CreatedAt.lt(*t)),
+        Filter::Status(s) => one(user::Column::Status.eq(s.as_str())),
+        Filter::UserIds(ids) => one(user::Column::Id.is_in(ids.iter().map(String::as_str))),
+        Filter::FullNameFuzzy(v) => {
+            // "first last" and "first middle last", lower-cased, each part NULL-safe.
+            let part = |c: user::Column| Expr::expr(Func::coalesce([Expr::col(c), Expr::val("")]));
+            let cat = |a: Expr, b: Expr| {
+                a.binary(BinOper::Custom("||"), Expr::val(" "))
+                    .binary(BinOper::Custom("||"), b)
+            };
+            let first_last = cat(part(user::Column::FirstName), part(user::Column::LastName));
+            let full = cat(
+                cat(part(user::Column::FirstName), part(user::Column::MiddleName)),
+                part(user::Column::LastName),
+            );
+            let pattern = || LikeExpr::new(contains_pattern(v)).escape('!');
+            Condition::any()
+                .add(Expr::expr(Func::lower(first_last)).like(pattern()))
+                .add(Expr::expr(Func::lower(full)).like(pattern()))
+        }
+        Filter::Emails(v) => one(emails(
+            Condition::all().add(user_email::Column::Email.is_in(v.iter().map(String::as_str))),
+        )),
+        Filter::EmailFuzzy(v) => one(emails(Condition::all().add(like(user_email::Column::Email, v)))),
+        Filter::EmailIds(v) => one(emails(
+            Condition::all().add(user_email::Column::Id.is_in(v.iter().map(String::as_str))),
+        )),
+        Filter::EmailVerified(b) => one(emails(Condition::all().add(user_email::Column::Verified.eq(*b)))),
+        Filter::PhoneNumbers(v) => one(phones(
+            Condition::all().add(user_phone::Column::PhoneNumber.is_in(v.iter().map(String::as_str))),
+        )),
+        Filter::PhoneFuzzy(v) => one(phones(
+            Condition::all().add(like(user_phone::Column::PhoneNumber, v)),
+        )),
+        Filter::PhoneIds(v) => one(phones(
+            Condition::all().add(user_phone::Column::Id.is_in(v.iter().map(String::as_str))),
+        )),
+        Filter::PhoneVerified(b) => one(phones(Condition::all().add(user_phone::Column::Verified.eq(*b)))),
+        Filter::TotpIds(v) => one(totps(
+            Condition::all().add(totp::Column::Id.is_in(v.iter().map(String::as_str))),
+        )),
+        Filter::TotpVerified(b) => one(totps(Condition::all().add(totp::Column::Verified.eq(*b)))),
+    }
+}
+
 #[async_trait::async_trait]
 impl domain::ports::Store for Db {
     async fn project_auth(&self, project_id: &str) -> Result<Option<(Project, Vec<Vec<u8>>)>, Error> {
@@ -522,77 +724,50 @@ impl domain::ports::Store for Db {
         let Some(u) = q.one(&self.conn).await.map_err(db_err)? else {
             return Ok(None);
         };
-        let emails = user_email::Entity::find()
-            .filter(user_email::Column::ProjectId.eq(project_id))
-            .filter(user_email::Column::UserId.eq(u.id.as_str()))
-            .order_by_asc(user_email::Column::CreatedAt)
-            .order_by_asc(user_email::Column::Id)
+        Ok(load_users(&self.conn, project_id, vec![u], now).await?.pop())
+    }
+
+    async fn search_users(
+        &self,
+        project_id: &str,
+        search: &Search,
+        now: i64,
+    ) -> Result<(Vec<User>, u64), Error> {
+        let mut matching = Condition::all().add(user::Column::ProjectId.eq(project_id));
+        if !search.filters.is_empty() {
+            let mut f = if search.all {
+                Condition::all()
+            } else {
+                Condition::any()
+            };
+            for filter in &search.filters {
+                f = f.add(search_filter(project_id, filter, now));
+            }
+            matching = matching.add(f);
+        }
+        let total = user::Entity::find()
+            .filter(matching.clone())
+            .count(&self.conn)
+            .await
+            .map_err(db_err)?;
+        let mut page = user::Entity::find().filter(matching);
+        if let Some((at, id)) = &search.after {
+            page = page.filter(
+                Condition::any().add(user::Column::CreatedAt.gt(*at)).add(
+                    Condition::all()
+                        .add(user::Column::CreatedAt.eq(*at))
+                        .add(user::Column::Id.gt(id.as_str())),
+                ),
+            );
+        }
+        let rows = page
+            .order_by_asc(user::Column::CreatedAt)
+            .order_by_asc(user::Column::Id)
+            .limit(search.limit)
             .all(&self.conn)
             .await
             .map_err(db_err)?;
-        let phones = user_phone::Entity::find()
-            .filter(user_phone::Column::ProjectId.eq(project_id))
-            .filter(user_phone::Column::UserId.eq(u.id.as_str()))
-            .order_by_asc(user_phone::Column::CreatedAt)
-            .order_by_asc(user_phone::Column::Id)
-            .all(&self.conn)
-            .await
-            .map_err(db_err)?;
-        let totps = totp::Entity::find()
-            .filter(totp::Column::ProjectId.eq(project_id))
-            .filter(totp::Column::UserId.eq(u.id.as_str()))
-            .filter(visible_totps(now))
-            .order_by_asc(totp::Column::CreatedAt)
-            .order_by_asc(totp::Column::Id)
-            .all(&self.conn)
-            .await
-            .map_err(db_err)?;
-        let lock = match (u.lock_created_at, u.lock_expires_at) {
-            (Some(created_at), Some(expires_at)) => Some(Lock {
-                created_at,
-                expires_at,
-            }),
-            _ => None,
-        };
-        Ok(Some(User {
-            status: UserStatus::parse(&u.status)
-                .ok_or_else(|| Error::internal(format!("user {} has status {:?}", u.id, u.status)))?,
-            external_id: u.external_id,
-            name: Name {
-                first_name: u.first_name,
-                middle_name: u.middle_name,
-                last_name: u.last_name,
-            },
-            emails: emails
-                .into_iter()
-                .map(|e| Email {
-                    id: e.id,
-                    email: e.email,
-                    verified: e.verified,
-                })
-                .collect(),
-            phone_numbers: phones
-                .into_iter()
-                .map(|p| PhoneNumber {
-                    id: p.id,
-                    phone_number: p.phone_number,
-                    verified: p.verified,
-                })
-                .collect(),
-            totps: totps
-                .into_iter()
-                .map(|t| TotpSummary {
-                    id: t.id,
-                    verified: t.verified,
-                })
-                .collect(),
-            trusted_metadata: parse_object(&u.trusted_metadata)?,
-            untrusted_metadata: parse_object(&u.untrusted_metadata)?,
-            roles: serde_json::from_str(&u.roles).map_err(Error::internal)?,
-            created_at: u.created_at,
-            lock,
-            id: u.id,
-        }))
+        Ok((load_users(&self.conn, project_id, rows, now).await?, total))
     }
 
     async fn update_user(

@@ -9,4 +9,5 @@ mod helpers;
 mod inputs;
 mod locks;
 mod races;
+mod search;
 mod sessions;
