@@ -82,14 +82,20 @@ impl RouteTable {
         )
     }
 
-    /// The methods a path takes, if it is a route at all.
+    /// The methods a path takes, if it is a route at all. A static route that matches wins over
+    /// templated ones (`/v1/users/search` is not `/v1/users/{user_id}`), as in the document.
     fn methods(&self, path: &str) -> Option<Vec<Method>> {
-        let found: Vec<Method> = self
-            .0
+        let matching: Vec<&(ResourceDef, Vec<Method>)> =
+            self.0.iter().filter(|(def, _)| def.is_match(path)).collect();
+        let exact: Vec<&&(ResourceDef, Vec<Method>)> = matching
             .iter()
-            .filter(|(def, _)| def.is_match(path))
-            .flat_map(|(_, m)| m.iter().cloned())
+            .filter(|(def, _)| def.pattern().is_some_and(|p| !p.contains('{')))
             .collect();
+        let found: Vec<Method> = if exact.is_empty() {
+            matching.iter().flat_map(|(_, m)| m.iter().cloned()).collect()
+        } else {
+            exact.iter().flat_map(|(_, m)| m.iter().cloned()).collect()
+        };
         (!found.is_empty()).then_some(found)
     }
 }
