@@ -159,9 +159,10 @@ pub fn parse(
     let q = q
         .as_object()
         .ok_or_else(|| Error::UserSearchInvalidFilterValue("query must be an object".into()))?;
-    search.all = match q.get("operator").and_then(Value::as_str) {
-        None | Some("AND") => true,
-        Some("OR") => false,
+    search.all = match q.get("operator") {
+        None | Some(Value::Null) => true,
+        Some(Value::String(o)) if o == "AND" => true,
+        Some(Value::String(o)) if o == "OR" => false,
         Some(_) => {
             return Err(Error::UserSearchInvalidFilterValue(
                 "operator must be \"AND\" or \"OR\"".into(),
