@@ -283,6 +283,13 @@ mod tests {
     }
 
     #[test]
+    fn an_operator_of_the_wrong_type_is_refused() {
+        let e = parse(None, Some(&json!({"operator": {}, "operands": []})), None).unwrap_err();
+        assert_eq!(e.error_type(), "user_search_invalid_filter_value");
+        assert!(parse(None, Some(&json!({"operator": null})), None).unwrap().all);
+    }
+
+    #[test]
     fn cursors_round_trip_and_refuse_tampering_and_other_projects() {
         let k = crate::crypto::KeyRing::generate_key().unwrap();
         let ring = crate::crypto::KeyRing::from_config("k1", [("k1", k.as_str())]).unwrap();
