@@ -129,7 +129,7 @@ fn describe(cmd: &Command) -> String {
 }
 
 /// Whether something accepts TCP connections at the host:port of a URL.
-fn reachable(url: &str) -> bool {
+fn reachable(url: &str, default_port: u16) -> bool {
     let rest = url.split("://").nth(1).unwrap_or("");
     let hostport = rest
         .rsplit('@')
@@ -141,7 +141,7 @@ fn reachable(url: &str) -> bool {
     let with_port = if hostport.contains(':') {
         hostport.to_owned()
     } else {
-        format!("{hostport}:5432")
+        format!("{hostport}:{default_port}")
     };
     with_port
         .to_socket_addrs()
@@ -177,7 +177,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         .ok()
         .filter(|u| u.starts_with("postgres"));
     match &postgres {
-        Some(url) if reachable(url) => eprintln!("xtask: Postgres: DATABASE_URL ({})", redact(url)),
+        Some(url) if reachable(url, 5432) => eprintln!("xtask: Postgres: DATABASE_URL ({})", redact(url)),
         Some(url) => bail!("DATABASE_URL points at {}, which does not answer", redact(url)),
         None if require => {
             bail!("no Postgres: set DATABASE_URL (required with CI=true / --require-services)")
@@ -185,6 +185,16 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         None => eprintln!(
             "xtask: Postgres: none (DATABASE_URL unset); Postgres halves of the suites will be SKIPPED"
         ),
+    }
+
+    let redis = std::env::var("REDIS_URL").ok().filter(|u| u.starts_with("redis"));
+    match &redis {
+        Some(url) if reachable(url, 6379) => {
+            eprintln!("xtask: Redis: REDIS_URL ({})", redact(url))
+        }
+        Some(url) => bail!("REDIS_URL points at {}, which does not answer", redact(url)),
+        None if require => bail!("no Redis: set REDIS_URL (required with CI=true / --require-services)"),
+        None => eprintln!("xtask: Redis: none (REDIS_URL unset); Redis-backed tests will be SKIPPED"),
     }
 
     let mut cargo = Command::new(env!("CARGO"));

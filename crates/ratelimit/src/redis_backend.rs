@@ -1,0 +1,95 @@
+//! The shared backend: the same GCRA as governor (allow iff now ≥ tat − τ; then
+//! tat = max(tat, now) + T), run as one atomic Lua script in Redis with EVALSHA (redis-rs
+//! loads it again after a Redis restart), keys `<prefix><project>:<policy>:<subject>` expiring
+//! when the bucket is full again. Every call is bounded by a timeout.
+
+use crate::{Decision, Key, Quota, RateLimiter, Unavailable};
+use redis::aio::ConnectionManager;
+use std::time::Duration;
+
+const GCRA: &str = r#"
+local t = tonumber(ARGV[1])
+local tau = tonumber(ARGV[2])
+local now
+if ARGV[3] ~= '' then
+  now = tonumber(ARGV[3])
+else
+  local tm = redis.call('TIME')
+  now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
+end
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+local earliest = tat - tau
+if now < earliest then
+  return {0, earliest - now, tat - now}
+end
+local nxt = math.max(tat, now) + t
+redis.call('SET', KEYS[1], string.format('%d', nxt), 'PX', math.floor((nxt - now) / 1000) + 1)
+return {1, 0, nxt - now}
+"#;
+
+/// GCRA in Redis, shared by every replica.
+#[derive(Clone)]
+pub struct RedisLimiter {
+    conn: ConnectionManager,
+    script: redis::Script,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl RedisLimiter {
+    /// Connects (with automatic reconnection) to `url`; keys start with `prefix`.
+    pub async fn connect(url: &str, prefix: &str, timeout: Duration) -> Result<Self, Unavailable> {
+        let client = redis::Client::open(url).map_err(|e| Unavailable(format!("bad redis url: {e}")))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1);
+        let conn = tokio::time::timeout(timeout, ConnectionManager::new_with_config(client, config))
+            .await
+            .map_err(|_| Unavailable("redis did not answer in time".into()))?
+            .map_err(|e| Unavailable(e.to_string()))?;
+        Ok(RedisLimiter {
+            conn,
+            script: redis::Script::new(GCRA),
+            prefix: prefix.to_owned(),
+            timeout,
+        })
+    }
+
+    /// Runs the script; `now_micros` only for tests that drive time.
+    pub async fn decide_at(
+        &self,
+        key: &Key,
+        quota: &Quota,
+        now_micros: Option<u64>,
+    ) -> Result<Decision, Unavailable> {
+        let t = u64::try_from(quota.emission().as_micros()).unwrap_or(u64::MAX);
+        let tau = u64::try_from(quota.tolerance().as_micros()).unwrap_or(u64::MAX);
+        let mut conn = self.conn.clone();
+        let mut call = self.script.key(format!("{}{}", self.prefix, key.flat()));
+        call.arg(t)
+            .arg(tau)
+            .arg(now_micros.map(|n| n.to_string()).unwrap_or_default());
+        let reply: Vec<i64> = tokio::time::timeout(self.timeout, call.invoke_async(&mut conn))
+            .await
+            .map_err(|_| Unavailable("redis did not answer in time".into()))?
+            .map_err(|e| Unavailable(e.to_string()))?;
+        let [allowed, wait, reset] = reply[..] else {
+            return Err(Unavailable("unexpected reply from the rate-limit script".into()));
+        };
+        let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
+        Ok(Decision::from_gcra(
+            quota,
+            allowed == 1,
+            micros(wait),
+            micros(reset),
+        ))
+    }
+}
+
+#[async_trait::async_trait]
+impl RateLimiter for RedisLimiter {
+    async fn check(&self, key: &Key, quota: &Quota) -> Result<Decision, Unavailable> {
+        self.decide_at(key, quota, None).await
+    }
+}
