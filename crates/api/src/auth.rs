@@ -2,6 +2,7 @@
 //! scope middleware, so route matching comes first (unknown route → 404, wrong method → 405).
 
 use crate::error::ApiError;
+use crate::limits::Limits;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, http::header, web};
 use domain::model::Project;
@@ -31,11 +32,18 @@ impl FromRequest for Authed {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let creds = basic_credentials(req);
         let latch = req.app_data::<web::Data<Latch>>().cloned();
+        let limits = req.app_data::<web::Data<Limits>>().cloned();
+        let req = req.clone();
         Box::pin(async move {
             let latch =
                 latch.ok_or_else(|| ApiError(domain::Error::internal("Latch is not in the app data")))?;
             let (id, secret) = creds.ok_or(ApiError(domain::Error::Unauthorized))?;
-            Ok(Authed(latch.authenticate_project(&id, &secret).await?))
+            let project = latch.authenticate_project(&id, &secret).await?;
+            // Every authenticated /v1 request counts against its project × route bucket.
+            if let Some(limits) = limits {
+                limits.project_route(&req, &project.id).await?;
+            }
+            Ok(Authed(project))
         })
     }
 }

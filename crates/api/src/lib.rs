@@ -13,6 +13,9 @@ mod openapi;
 pub mod request_id;
 mod routes;
 
+pub use limits::Limits;
+mod limits;
+
 use actix_web::body::BoxBody;
 use actix_web::dev::{ResourceDef, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
@@ -121,6 +124,7 @@ async fn fallback(req: HttpRequest, table: web::Data<RouteTable>) -> HttpRespons
 /// nothing but the listener.
 pub fn app(
     latch: Arc<Latch>,
+    limits: Arc<Limits>,
 ) -> App<
     impl ServiceFactory<
         ServiceRequest,
@@ -134,6 +138,7 @@ pub fn app(
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .app_data(web::Data::from(latch))
+        .app_data(web::Data::from(limits))
         .configure(register)
         .split_for_parts();
     openapi::refine(&mut doc);

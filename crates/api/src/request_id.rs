@@ -2,6 +2,7 @@
 //! project named in the Authorization header. The id is set for the whole handling of a request
 //! (a task-local), returned in `X-Request-Id`, and carried by the tracing span of every log line.
 
+use actix_web::HttpMessage;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
@@ -52,6 +53,10 @@ pub async fn middleware(
                             latency_ms = started.elapsed().as_secs_f64() * 1000.0,
                             "request finished"
                         );
+                        let decision = res.request().extensions().get::<ratelimit::Decision>().copied();
+                        if let Some(d) = decision {
+                            crate::limits::headers(res.headers_mut(), &d);
+                        }
                         decorate(res.headers_mut(), id_header);
                         Ok(res)
                     }

@@ -5,6 +5,7 @@ use crate::auth::Authed;
 use crate::body::Body;
 use crate::dto::*;
 use crate::error::ApiError;
+use crate::limits::Limits;
 use crate::openapi::{BodyRouteErrors, PathRouteErrors, PublicRouteErrors};
 use crate::request_id;
 use actix_web::{HttpResponse, delete, get, post, put, web};
@@ -294,11 +295,17 @@ fn authenticated(a: domain::service::Authenticated) -> Reply {
     )
 )]
 #[post("/v1/totps/authenticate")]
-pub(crate) async fn authenticate_totp(latch: web::Data<Latch>, auth: Authed, body: Body) -> Reply {
+pub(crate) async fn authenticate_totp(
+    latch: web::Data<Latch>,
+    limits: web::Data<Limits>,
+    auth: Authed,
+    body: Body,
+) -> Reply {
     let req: AuthenticateTotpRequest = body.json()?;
     let p = &auth.0;
     let target = user_ref(p, &req.user_id)?;
     let code = TotpCode::parse(&req.totp_code)?;
+    limits.user_attempt(&p.id, &req.user_id).await?;
     let session = session_request(
         req.session_token,
         req.session_jwt,
@@ -355,11 +362,17 @@ pub(crate) async fn recovery_codes(latch: web::Data<Latch>, auth: Authed, body: 
     )
 )]
 #[post("/v1/totps/recover")]
-pub(crate) async fn recover_totp(latch: web::Data<Latch>, auth: Authed, body: Body) -> Reply {
+pub(crate) async fn recover_totp(
+    latch: web::Data<Latch>,
+    limits: web::Data<Limits>,
+    auth: Authed,
+    body: Body,
+) -> Reply {
     let req: RecoverTotpRequest = body.json()?;
     let p = &auth.0;
     let target = user_ref(p, &req.user_id)?;
     let code = RecoveryCode::parse(&req.recovery_code)?;
+    limits.user_attempt(&p.id, &req.user_id).await?;
     let session = session_request(
         req.session_token,
         req.session_jwt,

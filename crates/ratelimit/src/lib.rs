@@ -11,6 +11,59 @@ mod redis_backend;
 pub use memory::InProcess;
 pub use redis_backend::RedisLimiter;
 
+/// What the shared limiter does while Redis cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutagePolicy {
+    /// Decide in process (each replica alone) until Redis is back.
+    Local,
+    /// Refuse: the caller answers 503.
+    FailClosed,
+}
+
+/// Redis first; on an outage, the configured policy. The outage and its end are logged once
+/// each, and the next request after Redis returns uses it again.
+pub struct Shared {
+    redis: RedisLimiter,
+    local: InProcess,
+    policy: OutagePolicy,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    pub fn new(redis: RedisLimiter, policy: OutagePolicy) -> Self {
+        Shared {
+            redis,
+            local: InProcess::new(),
+            policy,
+            down: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl RateLimiter for Shared {
+    async fn check(&self, key: &Key, quota: &Quota) -> Result<Decision, Unavailable> {
+        use std::sync::atomic::Ordering;
+        match self.redis.check(key, quota).await {
+            Ok(d) => {
+                if self.down.swap(false, Ordering::SeqCst) {
+                    tracing::info!("redis answers again; rate limits are shared by every replica again");
+                }
+                Ok(d)
+            }
+            Err(e) => {
+                if !self.down.swap(true, Ordering::SeqCst) {
+                    tracing::warn!(error = %e, policy = ?self.policy, "redis unreachable for rate limiting");
+                }
+                match self.policy {
+                    OutagePolicy::Local => self.local.decide(key, quota),
+                    OutagePolicy::FailClosed => Err(e),
+                }
+            }
+        }
+    }
+}
+
 use std::time::Duration;
 
 /// `rate` requests per `per`, at most `burst` at once (a GCRA bucket).

@@ -27,33 +27,53 @@ redis.call('SET', KEYS[1], string.format('%d', nxt), 'PX', math.floor((nxt - now
 return {1, 0, nxt - now}
 "#;
 
-/// GCRA in Redis, shared by every replica.
+/// GCRA in Redis, shared by every replica. Connects on first use (so Latch starts while Redis
+/// is down) and reconnects by itself.
 #[derive(Clone)]
 pub struct RedisLimiter {
-    conn: ConnectionManager,
+    client: redis::Client,
+    conn: std::sync::Arc<tokio::sync::Mutex<Option<ConnectionManager>>>,
     script: redis::Script,
     prefix: String,
     timeout: Duration,
 }
 
 impl RedisLimiter {
-    /// Connects (with automatic reconnection) to `url`; keys start with `prefix`.
-    pub async fn connect(url: &str, prefix: &str, timeout: Duration) -> Result<Self, Unavailable> {
+    /// A limiter for `url` (parsed now, connected on first use); keys start with `prefix`.
+    pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, Unavailable> {
         let client = redis::Client::open(url).map_err(|e| Unavailable(format!("bad redis url: {e}")))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1);
-        let conn = tokio::time::timeout(timeout, ConnectionManager::new_with_config(client, config))
-            .await
-            .map_err(|_| Unavailable("redis did not answer in time".into()))?
-            .map_err(|e| Unavailable(e.to_string()))?;
         Ok(RedisLimiter {
-            conn,
+            client,
+            conn: Default::default(),
             script: redis::Script::new(GCRA),
             prefix: prefix.to_owned(),
             timeout,
         })
+    }
+
+    /// A limiter connected now (for tests and start-up checks).
+    pub async fn connect(url: &str, prefix: &str, timeout: Duration) -> Result<Self, Unavailable> {
+        let l = Self::new(url, prefix, timeout)?;
+        l.connection().await?;
+        Ok(l)
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, Unavailable> {
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1);
+        let connect = ConnectionManager::new_with_config(self.client.clone(), config);
+        let c = tokio::time::timeout(self.timeout, connect)
+            .await
+            .map_err(|_| Unavailable("redis did not answer in time".into()))?
+            .map_err(|e| Unavailable(e.to_string()))?;
+        *slot = Some(c.clone());
+        Ok(c)
     }
 
     /// Runs the script; `now_micros` only for tests that drive time.
@@ -65,7 +85,7 @@ impl RedisLimiter {
     ) -> Result<Decision, Unavailable> {
         let t = u64::try_from(quota.emission().as_micros()).unwrap_or(u64::MAX);
         let tau = u64::try_from(quota.tolerance().as_micros()).unwrap_or(u64::MAX);
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         let mut call = self.script.key(format!("{}{}", self.prefix, key.flat()));
         call.arg(t)
             .arg(tau)

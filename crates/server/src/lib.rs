@@ -40,6 +40,30 @@ pub async fn services(s: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<(Ar
     Ok((Arc::new(latch), db))
 }
 
+/// The rate limits: shared through Redis when `redis.url` is set, else in this process.
+pub fn limits(s: &Settings) -> anyhow::Result<api::Limits> {
+    let r = &s.ratelimit;
+    let limiter: Arc<dyn ratelimit::RateLimiter> = if s.redis.url.is_empty() {
+        Arc::new(ratelimit::InProcess::new())
+    } else {
+        let redis =
+            ratelimit::RedisLimiter::new(&s.redis.url, &r.prefix, Duration::from_millis(r.redis_timeout_ms))
+                .map_err(|e| anyhow::anyhow!("redis.url: {e}"))?;
+        let policy = if r.outage == "fail_closed" {
+            ratelimit::OutagePolicy::FailClosed
+        } else {
+            ratelimit::OutagePolicy::Local
+        };
+        Arc::new(ratelimit::Shared::new(redis, policy))
+    };
+    Ok(api::Limits {
+        limiter,
+        project_route: r.project_route.quota(),
+        users_search: r.users_search.quota(),
+        user_attempts: r.user_attempts.quota(),
+    })
+}
+
 /// A URL without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -79,7 +103,8 @@ impl Application {
             .with_context(|| format!("listening on {} (server.listen / --listen)", s.server.listen))?;
         let port = listener.local_addr()?.port();
         let for_workers = latch.clone();
-        let mut server = actix_web::HttpServer::new(move || api::app(for_workers.clone()))
+        let limits = Arc::new(limits(s)?);
+        let mut server = actix_web::HttpServer::new(move || api::app(for_workers.clone(), limits.clone()))
             .shutdown_timeout(s.server.shutdown_timeout_secs);
         if s.server.workers > 0 {
             server = server.workers(s.server.workers);

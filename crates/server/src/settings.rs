@@ -20,6 +20,40 @@ pub struct Settings {
     pub lock: LockSettings,
     pub log: LogSettings,
     pub bootstrap: BootstrapSettings,
+    pub redis: RedisSettings,
+    pub ratelimit: RateLimitSettings,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct RedisSettings {
+    pub url: String,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct RateLimitSettings {
+    pub prefix: String,
+    pub redis_timeout_ms: u64,
+    pub outage: String,
+    pub project_route: QuotaSettings,
+    pub users_search: QuotaSettings,
+    pub user_attempts: QuotaSettings,
+}
+
+#[derive(Clone, Copy, Deserialize)]
+pub struct QuotaSettings {
+    pub rate: u32,
+    pub per_secs: u64,
+    pub burst: u32,
+}
+
+impl QuotaSettings {
+    pub fn quota(&self) -> ratelimit::Quota {
+        ratelimit::Quota {
+            rate: self.rate,
+            per: std::time::Duration::from_secs(self.per_secs),
+            burst: self.burst,
+        }
+    }
 }
 
 #[derive(Clone, Deserialize)]
@@ -113,6 +147,9 @@ impl Settings {
         if let Some(url) = vars.get("DATABASE_URL").filter(|u| !u.is_empty()) {
             b = b.set_override("database.url", url.as_str())?;
         }
+        if let Some(url) = vars.get("REDIS_URL").filter(|u| !u.is_empty()) {
+            b = b.set_override("redis.url", url.as_str())?;
+        }
         let mut s: Settings = b
             .build()
             .context("reading the configuration")?
@@ -161,6 +198,28 @@ impl Settings {
                 "lock.lock_minutes must be 1 to 10080, got {}",
                 self.lock.lock_minutes
             );
+        }
+        for (name, q) in [
+            ("ratelimit.project_route", &self.ratelimit.project_route),
+            ("ratelimit.users_search", &self.ratelimit.users_search),
+            ("ratelimit.user_attempts", &self.ratelimit.user_attempts),
+        ] {
+            q.quota().validate(name).map_err(anyhow::Error::msg)?;
+        }
+        if !["local", "fail_closed"].contains(&self.ratelimit.outage.as_str()) {
+            bail!(
+                "ratelimit.outage must be \"local\" or \"fail_closed\", got {:?}",
+                self.ratelimit.outage
+            );
+        }
+        if !(10..=10_000).contains(&self.ratelimit.redis_timeout_ms) {
+            bail!(
+                "ratelimit.redis_timeout_ms must be 10 to 10000, got {}",
+                self.ratelimit.redis_timeout_ms
+            );
+        }
+        if !self.redis.url.is_empty() && !self.redis.url.starts_with("redis") {
+            bail!("redis.url must start with redis:// or rediss://");
         }
         if !["pretty", "json"].contains(&self.log.format.as_str()) {
             bail!(

@@ -123,6 +123,13 @@ pub async fn spawn_app_with(backend: Backend, test: &str, extra: &[(&str, &str)]
         ("LATCH__KEYS__ACTIVE".into(), "k1".into()),
         ("LATCH__KEYS__RING__K1".into(), key),
         ("LATCH__BOOTSTRAP__FIRST_PROJECT".into(), "false".into()),
+        // Tests fire requests far faster than any client; the limits have their own tests.
+        ("LATCH__RATELIMIT__PROJECT_ROUTE__RATE".into(), "1000000".into()),
+        ("LATCH__RATELIMIT__PROJECT_ROUTE__BURST".into(), "1000000".into()),
+        ("LATCH__RATELIMIT__USERS_SEARCH__BURST".into(), "1000000".into()),
+        ("LATCH__RATELIMIT__USER_ATTEMPTS__RATE".into(), "1000000".into()),
+        ("LATCH__RATELIMIT__USER_ATTEMPTS__PER_SECS".into(), "1".into()),
+        ("LATCH__RATELIMIT__USER_ATTEMPTS__BURST".into(), "1000000".into()),
     ];
     vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let settings = Settings::load_from("test", None, vars).unwrap();

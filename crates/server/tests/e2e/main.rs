@@ -9,5 +9,6 @@ mod helpers;
 mod inputs;
 mod locks;
 mod races;
+mod ratelimits;
 mod search;
 mod sessions;
