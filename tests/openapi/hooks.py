@@ -132,19 +132,34 @@ def _gone_since(response, case, linked, error_type):
     return False
 
 
+_SPEC = None
+
+
+def _spec():
+    global _SPEC
+    if _SPEC is None:
+        import json
+        import pathlib
+
+        _SPEC = json.loads((pathlib.Path(__file__).resolve().parent.parent.parent / "openapi" / "openapi.json").read_text())
+    return _SPEC
+
+
 def _sent_request_is_valid(case, response):
     """Whether the request that actually went over the wire (as opposed to the generated case)
-    satisfies the operation's path and query parameters, for operations without a body.
+    satisfies the operation's query parameters and JSON body schema.
 
-    Schemathesis can generate a query violation that the HTTP client drops before sending (a
-    parameter whose value is None), and then reports the server's acceptance of the request it
-    really received — a valid one — as "schema-violating request accepted".
+    Schemathesis can generate a violation that never reaches the server — a None-valued query
+    parameter the HTTP client drops, or a body a stateful link replaces with a valid one — and
+    then reports the server's acceptance of the request it really received, a valid one, as
+    "schema-violating request accepted". This re-checks what was sent against the document.
     """
+    import json
     import re as _re
     from urllib.parse import parse_qsl, urlsplit
 
-    if case.operation.body and len(case.operation.body) > 0:
-        return False
+    import jsonschema_rs
+
     declared = {
         p.name: p.definition
         for p in case.operation.iter_parameters()
@@ -161,7 +176,24 @@ def _sent_request_is_valid(case, response):
         pattern = (definition.get("schema") or {}).get("pattern")
         if pattern and not _re.search(pattern, value):
             return False
-    return all(name in names for name, d in declared.items() if d.get("required"))
+    if not all(name in names for name, d in declared.items() if d.get("required")):
+        return False
+    operation = _spec()["paths"].get(case.operation.path, {}).get(case.operation.method.lower(), {})
+    body_schema = (
+        operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+    )
+    if body_schema is None:
+        return True
+    raw = response.request.body
+    if raw is None:
+        return False
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    root = dict(body_schema)
+    root["components"] = _spec()["components"]
+    return jsonschema_rs.Draft202012Validator(root).is_valid(body)
 
 
 @schemathesis.check
