@@ -77,6 +77,30 @@ mod tests {
                 );
             }
         }
+        // Every field of every schema says what it is.
+        for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+            let mut props = Vec::new();
+            walk(schema, name.clone(), &mut props);
+            for (path, node) in props {
+                if let Some(p) = node.get("properties").and_then(Value::as_object) {
+                    for (field, def) in p {
+                        if path.contains("oneOf") || path.contains("anyOf") || path.ends_with("/items") {
+                            continue; // the combinators' branches restate fields already described
+                        }
+                        // utoipa drops doc comments on fields that are references to another
+                        // schema; those schemas describe themselves.
+                        let is_ref = def.get("$ref").is_some()
+                            || def["oneOf"]
+                                .as_array()
+                                .is_some_and(|o| o.iter().any(|b| b.get("$ref").is_some()));
+                        assert!(
+                            is_ref || def.get("description").is_some(),
+                            "{path}: field `{field}` has no description"
+                        );
+                    }
+                }
+            }
+        }
         let paths = doc["paths"].as_object().unwrap();
         for p in [
             "/v1/users",

@@ -14,10 +14,13 @@ use utoipa::ToSchema;
 #[derive(Debug, Serialize, Deserialize, ToSchema, Default)]
 #[serde(try_from = "Map<String, Value>")]
 pub struct Name {
+    /// Given name; `""` when unset.
     #[serde(default)]
     pub first_name: Option<String>,
+    /// Middle name; `""` when unset.
     #[serde(default)]
     pub middle_name: Option<String>,
+    /// Family name; `""` when unset.
     #[serde(default)]
     pub last_name: Option<String>,
 }
@@ -63,24 +66,30 @@ impl Name {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Email {
+    /// The email's id (`email-test-…`).
     #[schema(example = "email-test-81bf03a8-86e1-4d95-bd44-bb3495224953")]
     pub email_id: String,
+    /// The email address, lower-cased.
     pub email: String,
+    /// Whether this factor has been proven by the user.
     pub verified: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PhoneNumber {
+    /// The phone number's id (`phone-number-test-…`).
     #[schema(example = "phone-number-test-d5a3b680-e8a3-40c0-b815-ab79986666d0")]
     pub phone_id: String,
     /// E.164.
     pub phone_number: String,
+    /// Whether this factor has been proven by the user.
     pub verified: bool,
 }
 
 /// A TOTP as listed on the User.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserTotp {
+    /// The TOTP's id (`totp-test-…`).
     #[schema(example = "totp-test-41920359-8bbb-4fe8-8fa3-aaa83f35f02c")]
     pub totp_id: String,
     /// True once the TOTP has been authenticated at least once.
@@ -90,27 +99,38 @@ pub struct UserTotp {
 /// Stytch's User object. Factor kinds Latch does not implement are always empty arrays.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct User {
+    /// The user's id (`user-test-…`).
     #[schema(example = "user-test-16d9ba61-97a1-4ba4-9720-b03761dc50c6")]
     pub user_id: String,
+    /// The user's email addresses.
     pub emails: Vec<Email>,
     /// `active`, or `pending` until the first successful authentication.
     #[schema(example = "active")]
     pub status: String,
+    /// The user's phone numbers.
     pub phone_numbers: Vec<PhoneNumber>,
+    /// Always empty: Latch has no WebAuthn.
     pub webauthn_registrations: Vec<Value>,
+    /// Always empty: Latch has no OAuth providers.
     pub providers: Vec<Value>,
     /// Usable TOTPs: verified ones and unexpired pending ones.
     pub totps: Vec<UserTotp>,
+    /// Always empty: Latch has no crypto wallets.
     pub crypto_wallets: Vec<Value>,
+    /// Always empty: Latch has no biometrics.
     pub biometric_registrations: Vec<Value>,
     /// True while the user is locked after too many consecutive failed attempts.
     pub is_locked: bool,
+    /// Role ids; every user has `stytch_user`.
     pub roles: Vec<String>,
+    /// The user's name.
     pub name: Name,
     /// RFC 3339 UTC.
     #[schema(example = "2021-12-29T12:33:09Z")]
     pub created_at: String,
+    /// Metadata your backend sets (at most 20 top-level keys, 4 KB).
     pub trusted_metadata: Map<String, Value>,
+    /// Metadata a client may set (at most 20 top-level keys, 4 KB).
     pub untrusted_metadata: Map<String, Value>,
     /// Present only when set.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -174,6 +194,7 @@ impl From<&model::User> for User {
 /// Body of `POST /v1/users`. An email or a phone number is required.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateUserRequest {
+    /// The email address; it is stored lower-cased.
     #[schema(
         pattern = r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$",
         max_length = 254,
@@ -183,6 +204,7 @@ pub struct CreateUserRequest {
     /// E.164, e.g. `+15555550100`.
     #[schema(pattern = r"^\+[1-9][0-9]{6,14}$", example = "+15555550100")]
     pub phone_number: Option<String>,
+    /// The user's name.
     pub name: Option<Name>,
     /// Fraud hints; accepted and ignored.
     pub attributes: Option<Value>,
@@ -190,32 +212,42 @@ pub struct CreateUserRequest {
     pub create_user_as_pending: Option<bool>,
     /// At most 20 top-level keys and 4 KB.
     pub trusted_metadata: Option<Map<String, Value>>,
+    /// Metadata a client may set (at most 20 top-level keys, 4 KB).
     pub untrusted_metadata: Option<Map<String, Value>>,
     /// Your own id for the user: 1–128 of `A-Z a-z 0-9 . _ - |`, unique in the project, not
     /// starting with `user-test-` or `user-live-`.
     #[schema(pattern = r"^[A-Za-z0-9._|-]{1,128}$")]
     pub external_id: Option<String>,
+    /// Role ids; every user has `stytch_user`.
     pub roles: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreateUserResponse {
+    /// The HTTP status, repeated in the body.
     pub status_code: u16,
+    /// This request's id, also in `X-Request-Id` and on every log line of it.
     pub request_id: String,
+    /// The user's id (`user-test-…`).
     pub user_id: String,
     /// `""` when the user has no email.
     pub email_id: String,
     /// `""` when the user has no phone number.
     pub phone_id: String,
+    /// `active`, or `pending` until the first successful authentication.
     pub status: String,
+    /// The user, as it is after this request.
     pub user: User,
 }
 
 /// `GET /v1/users/{user_id}`: the User's fields at the top level.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct GetUserResponse {
+    /// The HTTP status, repeated in the body.
     pub status_code: u16,
+    /// This request's id, also in `X-Request-Id` and on every log line of it.
     pub request_id: String,
+    /// The user, as it is after this request.
     #[serde(flatten)]
     pub user: User,
 }
@@ -224,38 +256,58 @@ pub struct GetUserResponse {
 /// merges at the top level, and a top-level `null` deletes that key.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateUserRequest {
+    /// The user's name.
     pub name: Option<Name>,
+    /// Fraud hints; accepted and ignored.
     pub attributes: Option<Value>,
+    /// Metadata your backend sets (at most 20 top-level keys, 4 KB).
     pub trusted_metadata: Option<Map<String, Value>>,
+    /// Metadata a client may set (at most 20 top-level keys, 4 KB).
     pub untrusted_metadata: Option<Map<String, Value>>,
+    /// Your own id for the user (1–128 of `A-Z a-z 0-9 . _ - |`), unique in the project.
     #[schema(pattern = r"^[A-Za-z0-9._|-]{1,128}$")]
     pub external_id: Option<String>,
+    /// Role ids; every user has `stytch_user`.
     pub roles: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UpdateUserResponse {
+    /// The HTTP status, repeated in the body.
     pub status_code: u16,
+    /// This request's id, also in `X-Request-Id` and on every log line of it.
     pub request_id: String,
+    /// The user's id (`user-test-…`).
     pub user_id: String,
+    /// The user's email addresses.
     pub emails: Vec<Email>,
+    /// The user's phone numbers.
     pub phone_numbers: Vec<PhoneNumber>,
+    /// Always empty: Latch has no crypto wallets.
     pub crypto_wallets: Vec<Value>,
+    /// The user, as it is after this request.
     pub user: User,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeleteUserResponse {
+    /// The HTTP status, repeated in the body.
     pub status_code: u16,
+    /// This request's id, also in `X-Request-Id` and on every log line of it.
     pub request_id: String,
+    /// The user's id (`user-test-…`).
     pub user_id: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeleteTotpResponse {
+    /// The HTTP status, repeated in the body.
     pub status_code: u16,
+    /// This request's id, also in `X-Request-Id` and on every log line of it.
     pub request_id: String,
+    /// The user's id (`user-test-…`).
     pub user_id: String,
+    /// The user, as it is after this request.
     pub user: User,
 }
 
@@ -278,8 +330,11 @@ pub struct CreateTotpRequest {
 /// (No `Debug`: it holds the secret and the recovery codes.)
 #[derive(Serialize, ToSchema)]
 pub struct CreateTotpResponse {
+    /// The HTTP status, repeated in the body.
     pub status_code: u16,
+    /// This request's id, also in `X-Request-Id` and on every log line of it.
     pub request_id: String,
+    /// The TOTP's id (`totp-test-…`).
     pub totp_id: String,
     /// Base32, 32 characters (20 bytes).
     #[schema(example = "BTGNX5RKJRMQWQFRQKTG34JCF6XDRHZS")]
@@ -288,7 +343,9 @@ pub struct CreateTotpResponse {
     pub qr_code: String,
     /// Ten single-use codes, `xxxx-xxxx-xxxx`.
     pub recovery_codes: Vec<String>,
+    /// The user's id (`user-test-…`).
     pub user_id: String,
+    /// The user, as it is after this request.
     pub user: User,
 }
 
@@ -334,28 +391,38 @@ pub struct RecoverTotpRequest {
         example = "ckss-2skx-ebow"
     )]
     pub recovery_code: String,
+    /// A session token.
     #[schema(pattern = r"^[A-Za-z0-9_=-]{20,200}$")]
     pub session_token: Option<String>,
+    /// A session JWT.
     #[schema(pattern = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")]
     pub session_jwt: Option<String>,
+    /// Session length in minutes, 5–527040.
     #[schema(value_type = Option<i64>, minimum = 5, maximum = 527040)]
     pub session_duration_minutes: Option<serde_json::Number>,
+    /// Extra JWT claims (≤ 4 KB; reserved claims ignored; `null` deletes a claim).
     pub session_custom_claims: Option<Map<String, Value>>,
+    /// Accepted and ignored.
     pub telemetry_id: Option<String>,
 }
 
 /// The answer of authenticate and recover. (No `Debug`: it holds a session token.)
 #[derive(Serialize, ToSchema)]
 pub struct AuthenticateTotpResponse {
+    /// The HTTP status, repeated in the body.
     pub status_code: u16,
+    /// This request's id, also in `X-Request-Id` and on every log line of it.
     pub request_id: String,
+    /// The user's id (`user-test-…`).
     pub user_id: String,
+    /// The TOTP's id (`totp-test-…`).
     pub totp_id: String,
     /// The session token; `""` when no session was asked for, or when the session was named by
     /// a JWT (only the token's hash is stored, so it cannot be returned).
     pub session_token: String,
     /// A fresh five-minute RS256 JWT of the session; `""` when no session was asked for.
     pub session_jwt: String,
+    /// The user, as it is after this request.
     pub user: User,
     /// Null when no session was asked for.
     pub session: Option<Session>,
@@ -374,7 +441,9 @@ pub struct RecoveryCodesRequest {
 
 #[derive(Serialize, ToSchema)]
 pub struct TotpRecoveryCodes {
+    /// The TOTP's id (`totp-test-…`).
     pub totp_id: String,
+    /// Whether this factor has been proven by the user.
     pub verified: bool,
     /// The unused codes.
     pub recovery_codes: Vec<String>,
@@ -394,9 +463,13 @@ pub struct TotpRecoveryCodes {
     }]
 }))]
 pub struct RecoveryCodesResponse {
+    /// The HTTP status, repeated in the body.
     pub status_code: u16,
+    /// This request's id, also in `X-Request-Id` and on every log line of it.
     pub request_id: String,
+    /// The user's id (`user-test-…`).
     pub user_id: String,
+    /// The user's usable TOTPs with their unused recovery codes.
     pub totps: Vec<TotpRecoveryCodes>,
 }
 
@@ -404,11 +477,13 @@ pub struct RecoveryCodesResponse {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuthenticatorAppFactor {
+    /// The TOTP's id (`totp-test-…`).
     pub totp_id: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RecoveryCodeFactor {
+    /// The spent recovery code's id (`totp-recovery-code-test-…`).
     pub totp_recovery_code_id: String,
 }
 
@@ -420,33 +495,49 @@ pub struct AuthenticationFactor {
     pub kind: String,
     /// `authenticator_app` or `recovery_code`.
     pub delivery_method: String,
+    /// When this factor last authenticated the session (RFC 3339).
     pub last_authenticated_at: String,
+    /// When this factor was first added (RFC 3339).
     pub created_at: String,
+    /// When this factor was last updated (RFC 3339).
     pub updated_at: String,
+    /// Set for `totp` factors.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authenticator_app_factor: Option<AuthenticatorAppFactor>,
+    /// Set for `recovery_codes` factors.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recovery_code_factor: Option<RecoveryCodeFactor>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionAttributes {
+    /// Client IP hint; always `""`.
     pub ip_address: String,
+    /// Client user agent hint; always `""`.
     pub user_agent: String,
 }
 
 /// Stytch's Session object.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Session {
+    /// The session's id (`session-test-…`).
     #[schema(example = "session-test-fe6c042b-6286-479f-8a4f-b046a6c46509")]
     pub session_id: String,
+    /// The user's id (`user-test-…`).
     pub user_id: String,
+    /// The factors that authenticated this session.
     pub authentication_factors: Vec<AuthenticationFactor>,
+    /// Role ids; every user has `stytch_user`.
     pub roles: Vec<String>,
+    /// When the session started (RFC 3339).
     pub started_at: String,
+    /// When the session was last used (RFC 3339).
     pub last_accessed_at: String,
+    /// When the session ends unless extended (RFC 3339).
     pub expires_at: String,
+    /// Fraud hints; accepted and ignored.
     pub attributes: SessionAttributes,
+    /// The session's custom claims, added to its JWTs.
     pub custom_claims: Map<String, Value>,
 }
 
@@ -497,25 +588,32 @@ impl Session {
 /// Body of `POST /v1/sessions/authenticate`: exactly one of `session_token`, `session_jwt`.
 #[derive(Deserialize, ToSchema)]
 pub struct AuthenticateSessionRequest {
+    /// A session token.
     #[schema(pattern = r"^[A-Za-z0-9_=-]{20,200}$")]
     pub session_token: Option<String>,
+    /// A session JWT.
     #[schema(pattern = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")]
     pub session_jwt: Option<String>,
     /// Extend the session to this many minutes from now (5–527040).
     #[schema(value_type = Option<i64>, minimum = 5, maximum = 527040)]
     pub session_duration_minutes: Option<serde_json::Number>,
+    /// Extra JWT claims (≤ 4 KB; reserved claims ignored; `null` deletes a claim).
     pub session_custom_claims: Option<Map<String, Value>>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct AuthenticateSessionResponse {
+    /// The HTTP status, repeated in the body.
     pub status_code: u16,
+    /// This request's id, also in `X-Request-Id` and on every log line of it.
     pub request_id: String,
+    /// The session.
     pub session: Session,
     /// The token that was sent; `""` when the session was named by a JWT.
     pub session_token: String,
     /// A fresh five-minute JWT.
     pub session_jwt: String,
+    /// The user, as it is after this request.
     pub user: User,
 }
 
@@ -531,41 +629,56 @@ pub struct SessionsQuery {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionsResponse {
+    /// The HTTP status, repeated in the body.
     pub status_code: u16,
+    /// This request's id, also in `X-Request-Id` and on every log line of it.
     pub request_id: String,
+    /// The live sessions, newest first.
     pub sessions: Vec<Session>,
 }
 
 /// Body of `POST /v1/sessions/revoke`: exactly one of the three.
 #[derive(Deserialize, ToSchema)]
 pub struct RevokeSessionRequest {
+    /// The session's id (`session-test-…`).
     pub session_id: Option<String>,
+    /// A session token.
     #[schema(pattern = r"^[A-Za-z0-9_=-]{20,200}$")]
     pub session_token: Option<String>,
+    /// A session JWT.
     #[schema(pattern = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")]
     pub session_jwt: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RevokeSessionResponse {
+    /// The HTTP status, repeated in the body.
     pub status_code: u16,
+    /// This request's id, also in `X-Request-Id` and on every log line of it.
     pub request_id: String,
 }
 
 /// A public RS256 key.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Jwk {
+    /// Key type: `RSA`.
     #[schema(example = "RSA")]
     pub kty: String,
+    /// Key use: `sig`.
     #[serde(rename = "use")]
     #[schema(example = "sig")]
     pub use_: String,
+    /// Key operations: `["verify"]`.
     pub key_ops: Vec<String>,
+    /// Algorithm: `RS256`.
     #[schema(example = "RS256")]
     pub alg: String,
+    /// Key id, as in the JWT header (`jwk-test-…`).
     #[schema(example = "jwk-test-22f1bbd6-2b9c-4a9b-8fbb-2c4c9c2a4a8e")]
     pub kid: String,
+    /// Always empty.
     pub x5c: Vec<String>,
+    /// Always `""`.
     #[serde(rename = "x5tS256")]
     pub x5t_s256: String,
     /// Modulus, base64url.
@@ -576,7 +689,9 @@ pub struct Jwk {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JwksResponse {
+    /// The HTTP status, repeated in the body.
     pub status_code: u16,
+    /// This request's id, also in `X-Request-Id` and on every log line of it.
     pub request_id: String,
     /// The current key and the previous one.
     pub keys: Vec<Jwk>,
@@ -605,6 +720,7 @@ pub struct SearchQuery {
     /// `AND` (default) or `OR`.
     #[schema(example = "AND")]
     pub operator: Option<String>,
+    /// The conditions; none matches every user.
     pub operands: Option<Vec<SearchOperand>>,
 }
 
@@ -616,6 +732,7 @@ pub struct SearchUsersRequest {
     /// 1–1000, default 100.
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     pub limit: Option<serde_json::Number>,
+    /// The search query; absent matches every user.
     #[schema(value_type = Option<SearchQuery>)]
     pub query: Option<Value>,
 }
@@ -630,8 +747,12 @@ pub struct ResultsMetadata {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SearchUsersResponse {
+    /// The HTTP status, repeated in the body.
     pub status_code: u16,
+    /// This request's id, also in `X-Request-Id` and on every log line of it.
     pub request_id: String,
+    /// This page of users.
     pub results: Vec<User>,
+    /// The total and the cursor of the next page.
     pub results_metadata: ResultsMetadata,
 }

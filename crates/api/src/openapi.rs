@@ -119,7 +119,7 @@ fn search_operands(openapi: &mut utoipa::openapi::OpenApi) {
     let query = json!({"type": "object", "description": "No query, or no operands, matches every user.",
         "properties": {
             "operator": {"type": ["string", "null"], "enum": ["AND", "OR", null], "description": "AND (default) or OR."},
-            "operands": {"type": ["array", "null"], "maxItems": 50, "items": {"$ref": "#/components/schemas/SearchOperand"}}}});
+            "operands": {"type": ["array", "null"], "maxItems": 50, "description": "The conditions (at most 50); none matches every user.", "items": {"$ref": "#/components/schemas/SearchOperand"}}}});
     let Some(components) = openapi.components.as_mut() else {
         return;
     };
