@@ -177,13 +177,16 @@ fn constrain(openapi: &mut utoipa::openapi::OpenApi, schema: &str, extra: utoipa
         .insert(schema.into(), RefOr::T(Schema::AllOf(combined)));
 }
 
-/// One documented error status with an example of Latch's own body for it.
-fn error(status: u16, description: &str, error_type: &str, message: &str) -> (String, RefOr<Response>) {
+/// One documented error status, with Latch's own body for `e` as the example (status, type
+/// and message all come from the error itself, so the document cannot drift from the code).
+fn error(description: &str, e: domain::Error) -> (String, RefOr<Response>) {
+    let status = e.status();
+    let error_type = e.error_type();
     let example = json!({
         "status_code": status,
         "request_id": "request-id-test-b05c992f-ebdc-489d-a754-c7e70ba13141",
         "error_type": error_type,
-        "error_message": message,
+        "error_message": e.message(),
         "error_url": format!("https://stytch.com/docs/api/errors/{status}#{error_type}"),
     });
     let mut response = ResponseBuilder::new().description(description).content(
@@ -207,31 +210,21 @@ fn error(status: u16, description: &str, error_type: &str, message: &str) -> (St
     (status.to_string(), response.build().into())
 }
 
-fn message(e: domain::Error) -> String {
-    e.message()
-}
-
 /// The errors every route can give whatever it does.
 fn common() -> Vec<(String, RefOr<Response>)> {
     use domain::Error as E;
     vec![
         error(
-            429,
             "Too many requests, or the user is locked after too many failed attempts",
-            "user_lock_limit_reached",
-            &message(E::UserLocked { retry_after_secs: 60 }),
+            E::UserLocked { retry_after_secs: 60 },
         ),
         error(
-            500,
             "Server error; the request id finds it in the logs",
-            "internal_server_error",
-            &message(E::internal("x")),
+            E::internal("x"),
         ),
         error(
-            503,
             "A service Latch needs (the database) is unreachable; retry",
-            "service_unavailable",
-            &message(E::ServiceUnavailable),
+            E::ServiceUnavailable,
         ),
     ]
 }
@@ -244,35 +237,16 @@ impl IntoResponses for BodyRouteErrors {
         use domain::Error as E;
         let mut v = vec![
             error(
-                400,
                 "Bad input: malformed JSON, a wrong type, a missing field, or a value out of range",
-                "bad_request",
-                &message(E::BadRequest("field `user_id`: missing field `user_id`".into())),
+                E::BadRequest("field `user_id`: missing field `user_id`".into()),
             ),
+            error("Missing or wrong credentials, or a wrong code", E::Unauthorized),
             error(
-                401,
-                "Missing or wrong credentials, or a wrong code",
-                "unauthorized_credentials",
-                &message(E::Unauthorized),
-            ),
-            error(
-                404,
                 "The user, TOTP or session does not exist in this project",
-                "user_not_found",
-                &message(E::UserNotFound),
+                E::UserNotFound,
             ),
-            error(
-                405,
-                "The route does not take this method",
-                "method_not_allowed",
-                &message(E::MethodNotAllowed),
-            ),
-            error(
-                413,
-                "The body is over 1 MiB",
-                "request_too_large",
-                &message(E::RequestTooLarge),
-            ),
+            error("The route does not take this method", E::MethodNotAllowed),
+            error("The body is over 1 MiB", E::RequestTooLarge),
         ];
         v.extend(common());
         v.into_iter().collect()
@@ -287,29 +261,12 @@ impl IntoResponses for PathRouteErrors {
         use domain::Error as E;
         let mut v = vec![
             error(
-                400,
                 "A malformed id, or an id of the other environment",
-                "invalid_user_id",
-                &message(E::InvalidUserId),
+                E::InvalidUserId,
             ),
-            error(
-                401,
-                "Missing or wrong credentials",
-                "unauthorized_credentials",
-                &message(E::Unauthorized),
-            ),
-            error(
-                404,
-                "Not found in this project",
-                "user_not_found",
-                &message(E::UserNotFound),
-            ),
-            error(
-                405,
-                "The route does not take this method",
-                "method_not_allowed",
-                &message(E::MethodNotAllowed),
-            ),
+            error("Missing or wrong credentials", E::Unauthorized),
+            error("Not found in this project", E::UserNotFound),
+            error("The route does not take this method", E::MethodNotAllowed),
         ];
         v.extend(common());
         v.into_iter().collect()
@@ -323,18 +280,8 @@ impl IntoResponses for PublicRouteErrors {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         use domain::Error as E;
         let mut v = vec![
-            error(
-                404,
-                "No such project",
-                "project_not_found",
-                &message(E::ProjectNotFound),
-            ),
-            error(
-                405,
-                "The route does not take this method",
-                "method_not_allowed",
-                &message(E::MethodNotAllowed),
-            ),
+            error("No such project", E::ProjectNotFound),
+            error("The route does not take this method", E::MethodNotAllowed),
         ];
         v.extend(common());
         v.into_iter().collect()
