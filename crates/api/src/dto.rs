@@ -64,7 +64,7 @@ impl Name {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Email {
     /// The email's id (`email-test-…`).
     #[schema(example = "email-test-81bf03a8-86e1-4d95-bd44-bb3495224953")]
@@ -75,7 +75,7 @@ pub struct Email {
     pub verified: bool,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PhoneNumber {
     /// The phone number's id (`phone-number-test-…`).
     #[schema(example = "phone-number-test-d5a3b680-e8a3-40c0-b815-ab79986666d0")]

@@ -168,13 +168,14 @@ pub(crate) async fn update_user(
             },
         )
         .await?;
+    // The response repeats the user's emails and phone numbers beside the User object.
     let shown = User::from(&user);
     ok(UpdateUserResponse {
         status_code: 200,
         request_id: request_id::current(),
         user_id: user.id.clone(),
-        emails: User::from(&user).emails,
-        phone_numbers: User::from(&user).phone_numbers,
+        emails: shown.emails.clone(),
+        phone_numbers: shown.phone_numbers.clone(),
         crypto_wallets: vec![],
         user: shown,
     })
@@ -442,8 +443,7 @@ pub(crate) async fn list_sessions(
         .map_err(|e| bad_request(format!("the query string is malformed ({e})")))?;
     let p = &auth.0;
     let target = user_ref(p, &q.user_id)?;
-    let user = latch.get_user(p, &target).await?;
-    let sessions = latch.list_sessions(p, &target).await?;
+    let (user, sessions) = latch.list_sessions(p, &target).await?;
     ok(SessionsResponse {
         status_code: 200,
         request_id: request_id::current(),

@@ -870,9 +870,11 @@ impl Latch {
     }
 
     /// `GET /v1/sessions?user_id=`: the user's live sessions.
-    pub async fn list_sessions(&self, p: &Project, user: &UserRef) -> Result<Vec<Session>, Error> {
+    /// `GET /v1/sessions?user_id=`: the user (for the sessions' roles) and its live sessions.
+    pub async fn list_sessions(&self, p: &Project, user: &UserRef) -> Result<(User, Vec<Session>), Error> {
         let owner = self.load_user(p, user).await?;
-        self.store.list_sessions(&p.id, &owner.id, self.now()).await
+        let sessions = self.store.list_sessions(&p.id, &owner.id, self.now()).await?;
+        Ok((owner, sessions))
     }
 
     /// `POST /v1/sessions/revoke`.

@@ -233,6 +233,16 @@ impl TestApp {
         domain::totp::code_at_step(secret, step, 30, 6).unwrap()
     }
 
+    /// A well-formed code that matches none of the steps the server accepts now or at the
+    /// next step.
+    pub fn wrong_code(&self, secret: &[u8]) -> String {
+        let taken: Vec<String> = (-1..=2).map(|o| self.code(secret, o)).collect();
+        (0..10)
+            .map(|i| format!("00000{i}"))
+            .find(|c| !taken.contains(c))
+            .unwrap()
+    }
+
     pub async fn authenticate(&self, user_id: &str, code: &str) -> Reply {
         self.post(
             "/v1/totps/authenticate",

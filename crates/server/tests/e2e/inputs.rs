@@ -339,11 +339,7 @@ async fn bad_inputs_get_stytch_errors_and_change_nothing(app: &TestApp) {
     );
 
     // Nothing above counted as a failure: nine wrong codes still leave the user unlocked.
-    let wrong = if app.code(&secret, 1) == "000000" {
-        "000001"
-    } else {
-        "000000"
-    };
+    let wrong = &app.wrong_code(&secret);
     for _ in 0..9 {
         app.authenticate(&uid, wrong)
             .await
