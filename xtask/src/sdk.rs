@@ -58,7 +58,10 @@ fn latch_cmd(latch: &Path, dir: &Path) -> Command {
             format!("sqlite://{}/latch.db", dir.display()),
         )
         .env("LATCH__KEYS__FILE", dir.join("keys.toml"))
-        .env("LATCH__BOOTSTRAP__FIRST_PROJECT", "false");
+        .env("LATCH__BOOTSTRAP__FIRST_PROJECT", "false")
+        // The suites fetch JWKS and try wrong secrets far more often than an application.
+        .env("LATCH__RATELIMIT__AUTH_FAILURES__BURST", "10000")
+        .env("LATCH__RATELIMIT__JWKS__BURST", "10000");
     c
 }
 

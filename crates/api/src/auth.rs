@@ -37,8 +37,23 @@ impl FromRequest for Authed {
         Box::pin(async move {
             let latch =
                 latch.ok_or_else(|| ApiError(domain::Error::internal("Latch is not in the app data")))?;
-            let (id, secret) = creds.ok_or(ApiError(domain::Error::Unauthorized))?;
-            let project = latch.authenticate_project(&id, &secret).await?;
+            let ip = limits.as_ref().map(|l| l.client_ip(&req));
+            if let (Some(limits), Some(ip)) = (&limits, &ip) {
+                limits.auth_failures_allow(ip).await?;
+            }
+            let authenticated = match creds {
+                Some((id, secret)) => latch.authenticate_project(&id, &secret).await,
+                None => Err(domain::Error::Unauthorized),
+            };
+            let project = match authenticated {
+                Ok(project) => project,
+                Err(e) => {
+                    if let (domain::Error::Unauthorized, Some(limits), Some(ip)) = (&e, &limits, &ip) {
+                        limits.auth_failed(ip).await;
+                    }
+                    return Err(ApiError(e));
+                }
+            };
             // Every authenticated /v1 request counts against its project × route bucket.
             if let Some(limits) = limits {
                 limits.project_route(&req, &project.id).await?;

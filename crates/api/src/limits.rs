@@ -1,7 +1,10 @@
 //! Rate limits at the HTTP edge (spec §5.7): every authenticated `/v1` request counts against
 //! its project × route bucket (users search has its own), authenticate and recover also against
 //! the user's; a refusal is 429 `too_many_requests` with `Retry-After`, and every `/v1` answer
-//! carries `X-RateLimit-*` of its project × route bucket.
+//! carries `X-RateLimit-*` of its project × route bucket. Per client IP: failed authentications
+//! (401s; peeked before the credentials are checked, counted after a failure) and the public
+//! JWKS route. The client IP is the peer's, or the forwarded one when the peer is a trusted
+//! proxy.
 
 use crate::error::ApiError;
 use actix_web::HttpMessage;
@@ -17,7 +20,16 @@ pub struct Limits {
     pub project_route: Quota,
     pub users_search: Quota,
     pub user_attempts: Quota,
+    /// Failed authentications (401) per client IP.
+    pub auth_failures: Quota,
+    /// `GET /v1/sessions/jwks/{project_id}` per client IP.
+    pub jwks: Quota,
+    /// Peers whose `X-Forwarded-For` is believed (load balancers, TLS-terminating proxies).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
+
+/// Rate limits keyed by client IP are not per project.
+const ANY_PROJECT: &str = "-";
 
 fn secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
@@ -75,6 +87,73 @@ impl Limits {
     /// external id as sent).
     pub(crate) async fn user_attempt(&self, project_id: &str, user: &str) -> Result<(), ApiError> {
         self.check(&Key::new(project_id, "user_attempts", user), &self.user_attempts)
+            .await
+            .map(|_| ())
+    }
+}
+
+impl Limits {
+    /// The client's address: the peer's, or, while the peer is a trusted proxy, the next
+    /// address leftwards in `X-Forwarded-For`.
+    pub fn client_ip(&self, req: &actix_web::HttpRequest) -> String {
+        let peer = req.peer_addr().map(|a| a.ip());
+        let Some(mut ip) = peer else {
+            return "unknown".into();
+        };
+        if self.trusted(ip) {
+            let forwarded = req
+                .headers()
+                .get_all("x-forwarded-for")
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .collect::<Vec<_>>();
+            for hop in forwarded.iter().rev() {
+                let Ok(hop) = hop.parse::<std::net::IpAddr>() else {
+                    break; // a garbled hop: trust nothing before it
+                };
+                ip = hop;
+                if !self.trusted(ip) {
+                    break;
+                }
+            }
+        }
+        ip.to_string()
+    }
+
+    fn trusted(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Refuses a client whose failed authentications used up its bucket (counts nothing).
+    pub(crate) async fn auth_failures_allow(&self, ip: &str) -> Result<(), ApiError> {
+        let key = Key::new(ANY_PROJECT, "auth_failures", ip);
+        let d = self
+            .limiter
+            .peek(&key, &self.auth_failures)
+            .await
+            .map_err(|_| ApiError(Error::ServiceUnavailable))?;
+        if d.allowed {
+            Ok(())
+        } else {
+            tracing::info!(policy = "auth_failures", "rate limit reached");
+            Err(ApiError(Error::TooManyRequests {
+                retry_after_secs: secs(d.retry_after).max(1),
+            }))
+        }
+    }
+
+    /// Counts a failed authentication against the client's bucket.
+    pub(crate) async fn auth_failed(&self, ip: &str) {
+        let key = Key::new(ANY_PROJECT, "auth_failures", ip);
+        if let Err(e) = self.limiter.check(&key, &self.auth_failures).await {
+            tracing::debug!(error = %e, "could not count a failed authentication");
+        }
+    }
+
+    /// Counts a JWKS request against the client's bucket.
+    pub(crate) async fn jwks(&self, ip: &str) -> Result<(), ApiError> {
+        self.check(&Key::new(ANY_PROJECT, "jwks", ip), &self.jwks)
             .await
             .map(|_| ())
     }

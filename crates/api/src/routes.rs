@@ -8,7 +8,7 @@ use crate::error::ApiError;
 use crate::limits::Limits;
 use crate::openapi::{BodyRouteErrors, PathRouteErrors, PublicRouteErrors};
 use crate::request_id;
-use actix_web::{HttpResponse, delete, get, post, put, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
 use domain::Error;
 use domain::ids::{TotpId, UserRef};
 use domain::model::Project;
@@ -498,7 +498,15 @@ pub(crate) async fn revoke_session(latch: web::Data<Latch>, auth: Authed, body: 
     )
 )]
 #[get("/v1/sessions/jwks/{project_id}")]
-pub(crate) async fn jwks(latch: web::Data<Latch>, path: web::Path<String>) -> Reply {
+pub(crate) async fn jwks(
+    req: HttpRequest,
+    latch: web::Data<Latch>,
+    limits: Option<web::Data<Limits>>,
+    path: web::Path<String>,
+) -> Reply {
+    if let Some(limits) = limits {
+        limits.jwks(&limits.client_ip(&req)).await?;
+    }
     let keys = latch.jwks(&path).await?;
     ok(JwksResponse {
         status_code: 200,

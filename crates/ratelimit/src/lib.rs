@@ -43,8 +43,25 @@ impl Shared {
 #[async_trait::async_trait]
 impl RateLimiter for Shared {
     async fn check(&self, key: &Key, quota: &Quota) -> Result<Decision, Unavailable> {
+        let shared = self.redis.check(key, quota).await;
+        self.or_outage(shared, || self.local.decide(key, quota))
+    }
+
+    async fn peek(&self, key: &Key, quota: &Quota) -> Result<Decision, Unavailable> {
+        let shared = self.redis.peek(key, quota).await;
+        self.or_outage(shared, || self.local.peek_now(key, quota))
+    }
+}
+
+impl Shared {
+    /// Redis's answer, or on an outage the configured policy's.
+    fn or_outage(
+        &self,
+        shared: Result<Decision, Unavailable>,
+        local: impl FnOnce() -> Result<Decision, Unavailable>,
+    ) -> Result<Decision, Unavailable> {
         use std::sync::atomic::Ordering;
-        match self.redis.check(key, quota).await {
+        match shared {
             Ok(d) => {
                 if self.down.swap(false, Ordering::SeqCst) {
                     tracing::info!("redis answers again; rate limits are shared by every replica again");
@@ -56,7 +73,7 @@ impl RateLimiter for Shared {
                     tracing::warn!(error = %e, policy = ?self.policy, "redis unreachable for rate limiting");
                 }
                 match self.policy {
-                    OutagePolicy::Local => self.local.decide(key, quota),
+                    OutagePolicy::Local => local(),
                     OutagePolicy::FailClosed => Err(e),
                 }
             }
@@ -173,4 +190,8 @@ pub struct Unavailable(pub String);
 pub trait RateLimiter: Send + Sync {
     /// Counts one request against `key` under `quota`.
     async fn check(&self, key: &Key, quota: &Quota) -> Result<Decision, Unavailable>;
+
+    /// Whether a request against `key` would be allowed now, counting nothing (for limits on
+    /// outcomes, such as failed authentications: peek before, count after).
+    async fn peek(&self, key: &Key, quota: &Quota) -> Result<Decision, Unavailable>;
 }

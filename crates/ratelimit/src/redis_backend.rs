@@ -22,6 +22,9 @@ local earliest = tat - tau
 if now < earliest then
   return {0, earliest - now, tat - now}
 end
+if ARGV[4] == 'peek' then
+  return {1, 0, math.max(tat - now, 0)}
+end
 local nxt = math.max(tat, now) + t
 redis.call('SET', KEYS[1], string.format('%d', nxt), 'PX', math.floor((nxt - now) / 1000) + 1)
 return {1, 0, nxt - now}
@@ -83,13 +86,34 @@ impl RedisLimiter {
         quota: &Quota,
         now_micros: Option<u64>,
     ) -> Result<Decision, Unavailable> {
+        self.run(key, quota, now_micros, false).await
+    }
+
+    /// Would a request be allowed now? Counts nothing.
+    pub async fn peek_at(
+        &self,
+        key: &Key,
+        quota: &Quota,
+        now_micros: Option<u64>,
+    ) -> Result<Decision, Unavailable> {
+        self.run(key, quota, now_micros, true).await
+    }
+
+    async fn run(
+        &self,
+        key: &Key,
+        quota: &Quota,
+        now_micros: Option<u64>,
+        peek: bool,
+    ) -> Result<Decision, Unavailable> {
         let t = u64::try_from(quota.emission().as_micros()).unwrap_or(u64::MAX);
         let tau = u64::try_from(quota.tolerance().as_micros()).unwrap_or(u64::MAX);
         let mut conn = self.connection().await?;
         let mut call = self.script.key(format!("{}{}", self.prefix, key.flat()));
         call.arg(t)
             .arg(tau)
-            .arg(now_micros.map(|n| n.to_string()).unwrap_or_default());
+            .arg(now_micros.map(|n| n.to_string()).unwrap_or_default())
+            .arg(if peek { "peek" } else { "" });
         let reply: Vec<i64> = tokio::time::timeout(self.timeout, call.invoke_async(&mut conn))
             .await
             .map_err(|_| Unavailable("redis did not answer in time".into()))?
@@ -111,5 +135,9 @@ impl RedisLimiter {
 impl RateLimiter for RedisLimiter {
     async fn check(&self, key: &Key, quota: &Quota) -> Result<Decision, Unavailable> {
         self.decide_at(key, quota, None).await
+    }
+
+    async fn peek(&self, key: &Key, quota: &Quota) -> Result<Decision, Unavailable> {
+        self.peek_at(key, quota, None).await
     }
 }

@@ -94,12 +94,26 @@ async fn redis_and_governor_decide_alike() {
     let base: u64 = 1_800_000_000_000_000;
     let mut elapsed_us = 0u64;
     let mut allowed = 0;
+    let mut peeks_agreed = 0;
     for (step, (advance_ms, n)) in SCRIPT.iter().enumerate() {
         clock.advance(Duration::from_millis(*advance_ms));
         elapsed_us += advance_ms * 1000;
         for i in 0..*n {
+            let now = Some(base + elapsed_us);
+            let (peek_a, peek_b) = (
+                local.peek_now(&k, &q).unwrap(),
+                redis.peek_at(&k, &q, now).await.unwrap(),
+            );
             let a = local.decide(&k, &q).unwrap();
-            let b = redis.decide_at(&k, &q, Some(base + elapsed_us)).await.unwrap();
+            let b = redis.decide_at(&k, &q, now).await.unwrap();
+            // A peek counts nothing and foretells the next decision: exactly in Redis; in
+            // process it may say "empty" up to one interval too long, never "room" too early.
+            assert_eq!(peek_b.allowed, b.allowed, "redis peek, step {step} request {i}");
+            assert!(
+                !peek_a.allowed || a.allowed,
+                "governor peek, step {step} request {i}"
+            );
+            peeks_agreed += usize::from(peek_a.allowed == peek_b.allowed);
             assert_eq!(a.allowed, b.allowed, "step {step} request {i}");
             assert_eq!(a.remaining, b.remaining, "step {step} request {i}");
             assert_eq!(a.retry_after, b.retry_after, "step {step} request {i}");
@@ -111,4 +125,28 @@ async fn redis_and_governor_decide_alike() {
         allowed > 5 && allowed < 21,
         "the script exercises both answers: {allowed}"
     );
+    assert!(peeks_agreed >= 18, "peeks mostly agree: {peeks_agreed} of 21");
+}
+
+#[test]
+fn a_peek_counts_nothing() {
+    let clock = FakeRelativeClock::default();
+    let limiter = InProcess::with_clock(clock.clone());
+    let q = Quota {
+        rate: 10,
+        per: Duration::from_secs(1),
+        burst: 2,
+    };
+    let k = key("peeked");
+    for _ in 0..10 {
+        assert!(limiter.peek_now(&k, &q).unwrap().allowed);
+    }
+    assert!(limiter.decide(&k, &q).unwrap().allowed);
+    assert!(limiter.decide(&k, &q).unwrap().allowed);
+    let p = limiter.peek_now(&k, &q).unwrap();
+    assert!(!p.allowed);
+    assert!(p.retry_after > Duration::ZERO && p.retry_after <= Duration::from_millis(100));
+    clock.advance(Duration::from_millis(100));
+    assert!(limiter.peek_now(&k, &q).unwrap().allowed);
+    assert!(limiter.decide(&k, &q).unwrap().allowed);
 }

@@ -61,6 +61,9 @@ pub fn limits(s: &Settings) -> anyhow::Result<api::Limits> {
         project_route: r.project_route.quota(),
         users_search: r.users_search.quota(),
         user_attempts: r.user_attempts.quota(),
+        auth_failures: r.auth_failures.quota(),
+        jwks: r.jwks.quota(),
+        trusted_proxies: s.server.trusted_proxies()?,
     })
 }
 

@@ -37,6 +37,8 @@ pub struct RateLimitSettings {
     pub project_route: QuotaSettings,
     pub users_search: QuotaSettings,
     pub user_attempts: QuotaSettings,
+    pub auth_failures: QuotaSettings,
+    pub jwks: QuotaSettings,
 }
 
 #[derive(Clone, Copy, Deserialize)]
@@ -61,6 +63,25 @@ pub struct ServerSettings {
     pub listen: String,
     pub workers: usize,
     pub shutdown_timeout_secs: u64,
+    pub trusted_proxies: String,
+}
+
+impl ServerSettings {
+    /// `server.trusted_proxies`: comma-separated addresses or CIDR blocks.
+    pub fn trusted_proxies(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        self.trusted_proxies
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        anyhow::anyhow!("server.trusted_proxies: {p:?} is not an IP address or CIDR block")
+                    })
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone, Deserialize)]
@@ -203,9 +224,12 @@ impl Settings {
             ("ratelimit.project_route", &self.ratelimit.project_route),
             ("ratelimit.users_search", &self.ratelimit.users_search),
             ("ratelimit.user_attempts", &self.ratelimit.user_attempts),
+            ("ratelimit.auth_failures", &self.ratelimit.auth_failures),
+            ("ratelimit.jwks", &self.ratelimit.jwks),
         ] {
             q.quota().validate(name).map_err(anyhow::Error::msg)?;
         }
+        self.server.trusted_proxies()?;
         if !["local", "fail_closed"].contains(&self.ratelimit.outage.as_str()) {
             bail!(
                 "ratelimit.outage must be \"local\" or \"fail_closed\", got {:?}",

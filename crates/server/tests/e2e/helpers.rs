@@ -130,6 +130,12 @@ pub async fn spawn_app_with(backend: Backend, test: &str, extra: &[(&str, &str)]
         ("LATCH__RATELIMIT__USER_ATTEMPTS__RATE".into(), "1000000".into()),
         ("LATCH__RATELIMIT__USER_ATTEMPTS__PER_SECS".into(), "1".into()),
         ("LATCH__RATELIMIT__USER_ATTEMPTS__BURST".into(), "1000000".into()),
+        ("LATCH__RATELIMIT__AUTH_FAILURES__RATE".into(), "1000000".into()),
+        ("LATCH__RATELIMIT__AUTH_FAILURES__PER_SECS".into(), "1".into()),
+        ("LATCH__RATELIMIT__AUTH_FAILURES__BURST".into(), "1000000".into()),
+        ("LATCH__RATELIMIT__JWKS__RATE".into(), "1000000".into()),
+        ("LATCH__RATELIMIT__JWKS__PER_SECS".into(), "1".into()),
+        ("LATCH__RATELIMIT__JWKS__BURST".into(), "1000000".into()),
     ];
     vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let settings = Settings::load_from("test", None, vars).unwrap();

@@ -8,6 +8,7 @@ mod flows;
 mod helpers;
 mod inputs;
 mod locks;
+mod proxy;
 mod races;
 mod ratelimits;
 mod search;

@@ -95,6 +95,97 @@ async fn attempts_are_throttled_per_user() {
     app.finish().await;
 }
 
+/// A request as if forwarded for `client` by the proxy at 127.0.0.1.
+async fn from_client(app: &TestApp, client: &str, secret: &str, path: &str) -> Reply {
+    app.raw(
+        app.client
+            .get(format!("{}{path}", app.base))
+            .basic_auth(&app.project_id, Some(secret))
+            .header("x-forwarded-for", format!("198.51.100.1, {client}")),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_authentications_are_limited_per_client_ip() {
+    let per_ip = [
+        ("LATCH__RATELIMIT__AUTH_FAILURES__RATE", "1"),
+        ("LATCH__RATELIMIT__AUTH_FAILURES__PER_SECS", "60"),
+        ("LATCH__RATELIMIT__AUTH_FAILURES__BURST", "3"),
+    ];
+    let mut trusting = per_ip.to_vec();
+    trusting.push(("LATCH__SERVER__TRUSTED_PROXIES", "127.0.0.0/8"));
+    let app = spawn_app_with(Backend::Sqlite, "ratelimit_auth_failures", &trusting)
+        .await
+        .unwrap();
+    let path = "/v1/users/user-test-16d9ba61-97a1-4ba4-9720-b03761dc50c6";
+    let (guesser, neighbour) = ("203.0.113.5", "203.0.113.6");
+    // Successes do not count.
+    for _ in 0..5 {
+        from_client(&app, guesser, &app.secret, path)
+            .await
+            .assert_error(404, "user_not_found");
+    }
+    for _ in 0..3 {
+        from_client(&app, guesser, "secret-test-wrong", path)
+            .await
+            .assert_error(401, "unauthorized_credentials");
+    }
+    // The bucket is used up: refused before the secret is looked at, even the right one.
+    let r = from_client(&app, guesser, &app.secret, path).await;
+    r.assert_error(429, "too_many_requests");
+    assert!(r.headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    from_client(&app, guesser, "secret-test-wrong", path)
+        .await
+        .assert_error(429, "too_many_requests");
+    // Another client behind the same proxy is not affected.
+    from_client(&app, neighbour, &app.secret, path)
+        .await
+        .assert_error(404, "user_not_found");
+    app.finish().await;
+
+    // With no trusted proxy, X-Forwarded-For is the client's own claim and is ignored: every
+    // request is the peer's, 127.0.0.1.
+    let app = spawn_app_with(Backend::Sqlite, "ratelimit_auth_failures_untrusted", &per_ip)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        from_client(&app, guesser, "secret-test-wrong", path)
+            .await
+            .assert_error(401, "unauthorized_credentials");
+    }
+    from_client(&app, neighbour, &app.secret, path)
+        .await
+        .assert_error(429, "too_many_requests");
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_jwks_route_is_limited_per_client_ip() {
+    let extra = [
+        ("LATCH__RATELIMIT__JWKS__RATE", "1"),
+        ("LATCH__RATELIMIT__JWKS__PER_SECS", "60"),
+        ("LATCH__RATELIMIT__JWKS__BURST", "2"),
+        ("LATCH__SERVER__TRUSTED_PROXIES", "127.0.0.1"),
+    ];
+    let app = spawn_app_with(Backend::Sqlite, "ratelimit_jwks", &extra)
+        .await
+        .unwrap();
+    let path = format!("/v1/sessions/jwks/{}", app.project_id);
+    let get = |client: &'static str| {
+        app.raw(
+            app.client
+                .get(format!("{}{path}", app.base))
+                .header("x-forwarded-for", client),
+        )
+    };
+    get("203.0.113.5").await.assert_ok();
+    get("203.0.113.5").await.assert_ok();
+    get("203.0.113.5").await.assert_error(429, "too_many_requests");
+    get("203.0.113.6").await.assert_ok();
+    app.finish().await;
+}
+
 fn redis_url(test: &str) -> Option<String> {
     match std::env::var("REDIS_URL") {
         Ok(u) if !u.is_empty() => Some(u),
@@ -200,4 +291,94 @@ async fn redis_down_follows_the_outage_policy() {
         "bounded by the timeout"
     );
     closed_app.finish().await;
+}
+
+/// Polls `path` until it answers `status` (the limiter reconnects by itself), for at most 10 s.
+async fn until_status(app: &TestApp, path: &str, status: u16) -> Reply {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = app.call(Method::GET, path, None).await;
+        if r.status.as_u16() == status || std::time::Instant::now() > deadline {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cut_mid_test_then_back_without_a_restart() {
+    let Some(url) = redis_url("redis_cut_mid_test_then_back_without_a_restart") else {
+        return;
+    };
+    let upstream = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let direct = redis::Client::open(url.as_str()).unwrap();
+    let mut direct = direct.get_multiplexed_async_connection().await.unwrap();
+    let path = "/v1/users/user-test-16d9ba61-97a1-4ba4-9720-b03761dc50c6";
+
+    for policy in ["fail_closed", "local"] {
+        let proxy = super::proxy::Proxy::start(&upstream).await;
+        let via_proxy = format!("redis://127.0.0.1:{}", proxy.port);
+        let prefix = format!("latch:rl:e2e-{}:", uuid::Uuid::new_v4().simple());
+        let extra = small(&[
+            ("REDIS_URL", via_proxy.as_str()),
+            ("LATCH__RATELIMIT__PREFIX", prefix.as_str()),
+            ("LATCH__RATELIMIT__OUTAGE", policy),
+            ("LATCH__RATELIMIT__REDIS_TIMEOUT_MS", "200"),
+            ("LATCH__RATELIMIT__PROJECT_ROUTE__BURST", "4"),
+        ]);
+        let app = spawn_app_with(Backend::Sqlite, "redis_cut", &extra)
+            .await
+            .unwrap();
+        app.call(Method::GET, path, None)
+            .await
+            .assert_error(404, "user_not_found");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}*"))
+            .query_async(&mut direct)
+            .await
+            .unwrap();
+        assert_eq!(keys.len(), 1, "the bucket lives in Redis: {keys:?}");
+
+        proxy.cut();
+        let started = std::time::Instant::now();
+        let r = app.call(Method::GET, path, None).await;
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "bounded by the timeout"
+        );
+        if policy == "fail_closed" {
+            r.assert_error(503, "service_unavailable");
+        } else {
+            // Limited in this process alone: a fresh local bucket of 4.
+            r.assert_error(404, "user_not_found");
+            for _ in 0..3 {
+                app.call(Method::GET, path, None)
+                    .await
+                    .assert_error(404, "user_not_found");
+            }
+            app.call(Method::GET, path, None)
+                .await
+                .assert_error(429, "too_many_requests");
+        }
+
+        // Redis comes back having forgotten the script (as after a restart): EVALSHA's
+        // NOSCRIPT makes the limiter load it again.
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut direct)
+            .await
+            .unwrap();
+        proxy.restore();
+        let r = until_status(&app, path, 404).await;
+        r.assert_error(404, "user_not_found");
+        // Shared again: the Redis bucket (1 used before the cut) is what counts.
+        let remaining = r.headers["x-ratelimit-remaining"].to_str().unwrap().to_owned();
+        assert_eq!(remaining, "2", "{policy}: the Redis bucket is in use again");
+        app.finish().await;
+    }
 }
