@@ -59,6 +59,11 @@ fn latch_cmd(latch: &Path, dir: &Path) -> Command {
         )
         .env("LATCH__KEYS__FILE", dir.join("keys.toml"))
         .env("LATCH__BOOTSTRAP__FIRST_PROJECT", "false")
+        // Its own buckets when REDIS_URL shares a Redis with other runs.
+        .env(
+            "LATCH__RATELIMIT__PREFIX",
+            format!("latch:rl:sdk-{}:", std::process::id()),
+        )
         // The suites fetch JWKS and try wrong secrets far more often than an application.
         .env("LATCH__RATELIMIT__AUTH_FAILURES__BURST", "10000")
         .env("LATCH__RATELIMIT__JWKS__BURST", "10000");

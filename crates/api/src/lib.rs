@@ -10,6 +10,8 @@ mod body;
 pub mod dto;
 mod error;
 mod openapi;
+mod ops;
+pub use ops::{Check, Probe};
 pub mod request_id;
 mod routes;
 
@@ -125,6 +127,7 @@ async fn fallback(req: HttpRequest, table: web::Data<RouteTable>) -> HttpRespons
 pub fn app(
     latch: Arc<Latch>,
     limits: Arc<Limits>,
+    probe: Arc<dyn Probe>,
 ) -> App<
     impl ServiceFactory<
         ServiceRequest,
@@ -144,6 +147,8 @@ pub fn app(
     openapi::refine(&mut doc);
     let table = web::Data::new(RouteTable::from_openapi(&doc));
     app.app_data(table)
+        .app_data(web::Data::from(probe))
+        .configure(ops::register)
         // Swagger UI from the binary (its assets are vendored at build time, no network).
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", doc))
         .route("/docs", web::get().to(docs_redirect))

@@ -45,6 +45,7 @@ impl Limits {
             Ok(d)
         } else {
             tracing::info!(policy = %key.policy, "rate limit reached");
+            rejected(&key.policy);
             Err(ApiError(Error::TooManyRequests {
                 retry_after_secs: secs(d.retry_after).max(1),
             }))
@@ -137,6 +138,7 @@ impl Limits {
             Ok(())
         } else {
             tracing::info!(policy = "auth_failures", "rate limit reached");
+            rejected("auth_failures");
             Err(ApiError(Error::TooManyRequests {
                 retry_after_secs: secs(d.retry_after).max(1),
             }))
@@ -157,6 +159,10 @@ impl Limits {
             .await
             .map(|_| ())
     }
+}
+
+fn rejected(policy: &str) {
+    metrics::counter!("latch_ratelimit_rejections_total", "policy" => policy.to_owned()).increment(1);
 }
 
 /// `X-RateLimit-Limit`, `-Remaining`, `-Reset` (seconds until the bucket is full).

@@ -47,11 +47,20 @@ pub async fn middleware(
                 match next.call(req).await {
                     Ok(res) => {
                         let mut res = res.map_into_boxed_body();
+                        let route = res.request().match_pattern();
+                        let route = route.as_deref().unwrap_or("unmatched");
+                        let elapsed = started.elapsed();
                         tracing::info!(
-                            route = res.request().match_pattern().as_deref().unwrap_or("unmatched"),
+                            route,
                             status = res.status().as_u16(),
-                            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+                            latency_ms = elapsed.as_secs_f64() * 1000.0,
                             "request finished"
+                        );
+                        record(
+                            route,
+                            res.request().method().as_str(),
+                            res.status().as_u16(),
+                            elapsed,
                         );
                         let decision = res.request().extensions().get::<ratelimit::Decision>().copied();
                         if let Some(d) = decision {
@@ -65,6 +74,7 @@ pub async fn middleware(
                     Err(e) => {
                         let mut resp = e.error_response();
                         tracing::info!(status = resp.status().as_u16(), "request failed before a handler");
+                        record("unmatched", "-", resp.status().as_u16(), started.elapsed());
                         decorate(resp.headers_mut(), id_header);
                         Err(actix_web::error::InternalError::from_response(e.to_string(), resp).into())
                     }
@@ -73,6 +83,24 @@ pub async fn middleware(
             .instrument(span),
         )
         .await
+}
+
+/// Requests by route and status, and their latency (`/metrics`). Routes are patterns, never
+/// raw paths, so the label set stays bounded.
+fn record(route: &str, method: &str, status: u16, elapsed: std::time::Duration) {
+    let method = match method {
+        "GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS" => method,
+        _ => "other",
+    };
+    metrics::counter!(
+        "latch_http_requests_total",
+        "route" => route.to_owned(),
+        "method" => method.to_owned(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+    metrics::histogram!("latch_http_request_duration_seconds", "route" => route.to_owned())
+        .record(elapsed.as_secs_f64());
 }
 
 fn decorate(headers: &mut actix_web::http::header::HeaderMap, id: Option<HeaderValue>) {

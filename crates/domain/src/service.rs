@@ -444,6 +444,7 @@ impl Latch {
         {
             Ok(FailureOutcome::LockedNow(until)) => {
                 tracing::warn!(user_id = %user.id, lock_expires_at = until, "user locked after consecutive failed attempts");
+                metrics::counter!("latch_user_lockouts_total").increment(1);
                 e
             }
             Ok(FailureOutcome::AlreadyLocked(until)) => Error::user_locked(until, now),
@@ -486,6 +487,7 @@ impl Latch {
             .accept_totp_step(&p.id, &owner.id, &t.id, step, now, write.as_ref())
             .await?
         {
+            metrics::counter!("latch_replays_rejected_total", "factor" => "totp").increment(1);
             return Err(self.fail(p, &owner, Error::TotpCodeAlreadyAuthenticated).await);
         }
         let user = self.reload(p, &owner.id).await?;
@@ -543,6 +545,9 @@ impl Latch {
             .store
             .find_recovery_code(&p.id, &owner.id, &candidates)
             .await?;
+        if found.as_ref().is_some_and(|f| f.used) {
+            metrics::counter!("latch_replays_rejected_total", "factor" => "recovery_code").increment(1);
+        }
         let Some(found) = found.filter(|f| f.totp_verified && !f.used) else {
             return Err(self
                 .fail(p, &owner, Error::UnableToAuthenticateRecoveryCode)
@@ -561,6 +566,8 @@ impl Latch {
             .spend_recovery_code(&p.id, &owner.id, &found.id, now, write.as_ref())
             .await?
         {
+            // Another request spent it first.
+            metrics::counter!("latch_replays_rejected_total", "factor" => "recovery_code").increment(1);
             return Err(self
                 .fail(p, &owner, Error::UnableToAuthenticateRecoveryCode)
                 .await);

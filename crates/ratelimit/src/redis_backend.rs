@@ -79,6 +79,17 @@ impl RedisLimiter {
         Ok(c)
     }
 
+    /// Redis answers a PING within the timeout (for readiness checks).
+    pub async fn ping(&self) -> Result<(), Unavailable> {
+        let mut conn = self.connection().await?;
+        let cmd = redis::cmd("PING");
+        tokio::time::timeout(self.timeout, cmd.query_async::<String>(&mut conn))
+            .await
+            .map_err(|_| Unavailable("redis did not answer in time".into()))?
+            .map_err(|e| Unavailable(e.to_string()))?;
+        Ok(())
+    }
+
     /// Runs the script; `now_micros` only for tests that drive time.
     pub async fn decide_at(
         &self,

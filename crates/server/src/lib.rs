@@ -2,6 +2,7 @@
 //! at boot, and the admin commands. Only this crate knows which database is behind the ports.
 
 pub mod keys;
+pub mod ops;
 pub mod settings;
 pub mod telemetry;
 
@@ -40,21 +41,32 @@ pub async fn services(s: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<(Ar
     Ok((Arc::new(latch), db))
 }
 
+/// Redis for the rate limits, if `redis.url` is set, and whether its outage policy is
+/// `fail_closed`.
+pub fn redis(s: &Settings) -> anyhow::Result<Option<(ratelimit::RedisLimiter, bool)>> {
+    if s.redis.url.is_empty() {
+        return Ok(None);
+    }
+    let r = &s.ratelimit;
+    let redis =
+        ratelimit::RedisLimiter::new(&s.redis.url, &r.prefix, Duration::from_millis(r.redis_timeout_ms))
+            .map_err(|e| anyhow::anyhow!("redis.url: {e}"))?;
+    Ok(Some((redis, r.outage == "fail_closed")))
+}
+
 /// The rate limits: shared through Redis when `redis.url` is set, else in this process.
 pub fn limits(s: &Settings) -> anyhow::Result<api::Limits> {
     let r = &s.ratelimit;
-    let limiter: Arc<dyn ratelimit::RateLimiter> = if s.redis.url.is_empty() {
-        Arc::new(ratelimit::InProcess::new())
-    } else {
-        let redis =
-            ratelimit::RedisLimiter::new(&s.redis.url, &r.prefix, Duration::from_millis(r.redis_timeout_ms))
-                .map_err(|e| anyhow::anyhow!("redis.url: {e}"))?;
-        let policy = if r.outage == "fail_closed" {
-            ratelimit::OutagePolicy::FailClosed
-        } else {
-            ratelimit::OutagePolicy::Local
-        };
-        Arc::new(ratelimit::Shared::new(redis, policy))
+    let limiter: Arc<dyn ratelimit::RateLimiter> = match redis(s)? {
+        None => Arc::new(ratelimit::InProcess::new()),
+        Some((redis, fail_closed)) => {
+            let policy = if fail_closed {
+                ratelimit::OutagePolicy::FailClosed
+            } else {
+                ratelimit::OutagePolicy::Local
+            };
+            Arc::new(ratelimit::Shared::new(redis, policy))
+        }
     };
     Ok(api::Limits {
         limiter,
@@ -77,6 +89,23 @@ pub fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// The rustls configuration for `server.tls_cert_file` / `server.tls_key_file`.
+fn tls_config(s: &settings::ServerSettings) -> anyhow::Result<rustls::ServerConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(&s.tls_cert_file)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("reading server.tls_cert_file {}", s.tls_cert_file))?;
+    let key = PrivateKeyDer::from_pem_file(&s.tls_key_file)
+        .with_context(|| format!("reading server.tls_key_file {}", s.tls_key_file))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("server.tls_cert_file and server.tls_key_file do not make a usable certificate")
 }
 
 /// A built server, bound and ready to run.
@@ -107,12 +136,25 @@ impl Application {
         let port = listener.local_addr()?.port();
         let for_workers = latch.clone();
         let limits = Arc::new(limits(s)?);
-        let mut server = actix_web::HttpServer::new(move || api::app(for_workers.clone(), limits.clone()))
-            .shutdown_timeout(s.server.shutdown_timeout_secs);
+        let probe: Arc<dyn api::Probe> = Arc::new(ops::ServerProbe {
+            db: db.clone(),
+            max_connections: s.database.max_connections,
+            redis: redis(s)?,
+            metrics: ops::prometheus()?,
+            timeout: Duration::from_secs(2),
+        });
+        let mut server =
+            actix_web::HttpServer::new(move || api::app(for_workers.clone(), limits.clone(), probe.clone()))
+                .shutdown_timeout(s.server.shutdown_timeout_secs);
         if s.server.workers > 0 {
             server = server.workers(s.server.workers);
         }
-        let server = server.listen(listener)?.run();
+        let server = if s.server.tls() {
+            server.listen_rustls_0_23(listener, tls_config(&s.server)?)?
+        } else {
+            server.listen(listener)?
+        }
+        .run();
         Ok(Application {
             port,
             server,

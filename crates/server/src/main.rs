@@ -7,10 +7,13 @@ use server::settings::Settings;
 use server::{Application, SystemClock, keys, telemetry};
 use std::sync::Arc;
 
+/// `latch --version`: the package version and the git commit it was built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("LATCH_GIT_COMMIT"), ")");
+
 #[derive(Parser)]
 #[command(
     name = "latch",
-    version,
+    version = VERSION,
     about = "Self-hosted TOTP authentication speaking Stytch's API"
 )]
 struct Cli {
@@ -25,6 +28,13 @@ enum Command {
         /// Address to listen on (overrides server.listen).
         #[arg(long)]
         listen: Option<String>,
+    },
+    /// Exit 0 if the server configured here answers `/healthz` (for container health checks;
+    /// the image has no curl).
+    Healthcheck {
+        /// The address to ask (default: server.listen, with 0.0.0.0 read as 127.0.0.1).
+        #[arg(long)]
+        addr: Option<String>,
     },
     /// Manage projects.
     Project {
@@ -97,6 +107,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut settings = Settings::load()?;
+    if let Some(Command::Healthcheck { addr }) = &cli.command {
+        return healthcheck(
+            addr.as_deref().unwrap_or(&settings.server.listen),
+            settings.server.tls(),
+        );
+    }
     telemetry::init(&settings);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
@@ -158,7 +174,43 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }),
         Some(Command::Keys {
             command: KeysCommand::Generate,
-        }) => Ok(()),
+        })
+        | Some(Command::Healthcheck { .. }) => Ok(()),
+    }
+}
+
+/// Asks `GET /healthz` over plain HTTP/1.1 with std alone (a TLS listener is checked for
+/// accepting connections only).
+fn healthcheck(listen: &str, tls: bool) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let mut addr: std::net::SocketAddr = listen
+        .parse()
+        .with_context(|| format!("{listen:?} is not an address like 127.0.0.1:8080"))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let timeout = std::time::Duration::from_secs(2);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("nothing answers on {addr}"))?;
+    if tls {
+        println!("latch at {addr} accepts connections (TLS)");
+        return Ok(());
+    }
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head)?;
+    let status_line = String::from_utf8_lossy(&head[..n]);
+    let status_line = status_line.lines().next().unwrap_or("");
+    if status_line.starts_with("HTTP/1.1 200") {
+        println!("latch at {addr} is healthy");
+        Ok(())
+    } else {
+        anyhow::bail!("latch at {addr} answered {status_line:?}")
     }
 }
 

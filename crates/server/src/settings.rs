@@ -64,9 +64,17 @@ pub struct ServerSettings {
     pub workers: usize,
     pub shutdown_timeout_secs: u64,
     pub trusted_proxies: String,
+    pub behind_tls_proxy: bool,
+    pub tls_cert_file: String,
+    pub tls_key_file: String,
 }
 
 impl ServerSettings {
+    /// Latch serves HTTPS itself.
+    pub fn tls(&self) -> bool {
+        !self.tls_cert_file.is_empty()
+    }
+
     /// `server.trusted_proxies`: comma-separated addresses or CIDR blocks.
     pub fn trusted_proxies(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
         self.trusted_proxies
@@ -230,6 +238,9 @@ impl Settings {
             q.quota().validate(name).map_err(anyhow::Error::msg)?;
         }
         self.server.trusted_proxies()?;
+        if self.server.tls_cert_file.is_empty() != self.server.tls_key_file.is_empty() {
+            bail!("server.tls_cert_file and server.tls_key_file go together: set both or neither");
+        }
         if !["local", "fail_closed"].contains(&self.ratelimit.outage.as_str()) {
             bail!(
                 "ratelimit.outage must be \"local\" or \"fail_closed\", got {:?}",
@@ -260,6 +271,13 @@ impl Settings {
             }
             if self.bootstrap.first_project {
                 bail!("bootstrap.first_project must be false in production");
+            }
+            if !self.server.tls() && !self.server.behind_tls_proxy {
+                bail!(
+                    "the production profile does not serve codes over plain HTTP: configure TLS \
+                     (server.tls_cert_file and server.tls_key_file) or declare the TLS-terminating \
+                     proxy in front (server.behind_tls_proxy = true, LATCH__SERVER__BEHIND_TLS_PROXY=true)"
+                );
             }
         }
         Ok(())
@@ -352,7 +370,11 @@ mod tests {
         let ok = Settings::load_from(
             "production",
             Some(prod),
-            vars(&[("LATCH__KEYS__ACTIVE", "k1"), ("LATCH__KEYS__RING__K1", "x")]),
+            vars(&[
+                ("LATCH__KEYS__ACTIVE", "k1"),
+                ("LATCH__KEYS__RING__K1", "x"),
+                ("LATCH__SERVER__BEHIND_TLS_PROXY", "true"),
+            ]),
         )
         .unwrap();
         assert_eq!(ok.log.format, "json");

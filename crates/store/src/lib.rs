@@ -124,6 +124,22 @@ impl Db {
         self.conn.ping().await
     }
 
+    /// Connections open in the pool, and how many of them are idle (for metrics).
+    pub fn pool_usage(&self) -> (u32, usize) {
+        // The backend is checked first: sea-orm's pool getters panic on the other backend.
+        match self.backend() {
+            DatabaseBackend::Postgres => {
+                let p = self.conn.get_postgres_connection_pool();
+                (p.size(), p.num_idle())
+            }
+            DatabaseBackend::Sqlite => {
+                let p = self.conn.get_sqlite_connection_pool();
+                (p.size(), p.num_idle())
+            }
+            _ => (0, 0),
+        }
+    }
+
     pub async fn close(self) -> Result<(), DbErr> {
         self.conn.close().await
     }
@@ -145,13 +161,27 @@ impl Db {
 }
 
 fn db_err(e: DbErr) -> Error {
-    match e {
+    if unreachable(&e) {
         // The database is unreachable or the pool is exhausted: a 503 the client may retry.
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
-            tracing::warn!(error = %e, "database unavailable");
-            Error::ServiceUnavailable
-        }
-        e => Error::internal(e),
+        tracing::warn!(error = %e, "database unavailable");
+        Error::ServiceUnavailable
+    } else {
+        Error::internal(e)
+    }
+}
+
+/// The database could not be asked (as opposed to refusing the statement): no connection, a
+/// connection that broke mid-statement, or a pool that timed out or closed.
+fn unreachable(e: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as Sqlx;
+    match e {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Query(RuntimeErr::SqlxError(s)) | DbErr::Exec(RuntimeErr::SqlxError(s)) => matches!(
+            s.as_ref(),
+            Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed | Sqlx::Protocol(_)
+        ),
+        _ => false,
     }
 }
 

@@ -43,6 +43,7 @@ async fn the_binary_runs_on_defaults_and_never_shows_a_secret() {
         .args(["serve", "--listen", "127.0.0.1:0"])
         .current_dir(dir.path())
         .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
         .env("RUST_LOG", "debug")
         .env("LATCH_ENV", "local")
         .stdout(Stdio::piped())
@@ -217,4 +218,164 @@ fn project_create_prints_credentials_once_as_json() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("totp.skew_steps"));
+}
+
+/// Starts the binary on a fresh SQLite folder; returns it with its credentials, port and logs.
+struct Running {
+    child: std::process::Child,
+    project_id: String,
+    secret: String,
+    port: String,
+    stderr: Arc<Mutex<Vec<String>>>,
+    err_rx: std::sync::mpsc::Receiver<String>,
+}
+
+fn start_binary(dir: &std::path::Path, env: &[(&str, &str)]) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_latch"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env("LATCH_ENV", "local")
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (out, stderr) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+    let (out_tx, out_rx) = std::sync::mpsc::channel();
+    let (err_tx, err_rx) = std::sync::mpsc::channel();
+    spawn_logger(child.stdout.take().unwrap(), out, out_tx);
+    spawn_logger(child.stderr.take().unwrap(), stderr.clone(), err_tx);
+    let project_id = field(&wait_for(&out_rx, |l| l.contains("project_id:")), "project_id:").to_owned();
+    let secret = field(&wait_for(&out_rx, |l| l.contains("secret:")), "secret:").to_owned();
+    let port = field(&wait_for(&err_rx, |l| l.contains("Latch is serving")), "port=").to_owned();
+    Running {
+        child,
+        project_id,
+        secret,
+        port,
+        stderr,
+        err_rx,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_load_answers_every_accepted_request_then_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    // One database connection, so requests queue in the server and are in flight at the signal.
+    let mut s = start_binary(
+        dir.path(),
+        &[
+            ("LATCH__DATABASE__MAX_CONNECTIONS", "1"),
+            ("LATCH__DATABASE__ACQUIRE_TIMEOUT_SECS", "30"),
+            ("LATCH__SERVER__SHUTDOWN_TIMEOUT_SECS", "30"),
+        ],
+    );
+    let addr = format!("127.0.0.1:{}", s.port);
+    let auth = data_encoding::BASE64.encode(format!("{}:{}", s.project_id, s.secret).as_bytes());
+    // Every connection is made (so the server has it) before any request is written; each
+    // carries one request and `Connection: close`.
+    let n = 200;
+    let mut conns = Vec::new();
+    for _ in 0..n {
+        conns.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let requests: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut conn)| {
+            let body = json!({"email": format!("load{i}@example.com")}).to_string();
+            let req = format!(
+                "POST /v1/users HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let done = done.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                conn.write_all(req.as_bytes()).await.unwrap();
+                let mut answer = String::new();
+                let read = conn.read_to_string(&mut answer).await;
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                (read.map(|_| answer), std::time::Instant::now())
+            })
+        })
+        .collect();
+    // Signal once the server is busy: a few answered, the rest accepted and queued.
+    while done.load(std::sync::atomic::Ordering::SeqCst) < 10 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let signalled = std::time::Instant::now();
+    let kill = Command::new("kill")
+        .args(["-TERM", &s.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut after_signal = 0;
+    for r in futures::future::join_all(requests).await {
+        let (answer, at) = r.unwrap();
+        let answer = answer.expect("the connection was answered, not reset");
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "every accepted request is answered: {answer:?}"
+        );
+        after_signal += usize::from(at > signalled);
+    }
+    assert!(
+        after_signal > 0,
+        "some requests were still in flight at the signal"
+    );
+    let exit = s.child.wait().unwrap();
+    assert!(exit.success(), "a graceful stop exits 0: {exit:?}");
+    wait_for(&s.err_rx, |l| l.contains("Latch stopped"));
+    assert!(
+        std::net::TcpStream::connect(format!("127.0.0.1:{}", s.port)).is_err(),
+        "nothing listens afterwards"
+    );
+    let log = s.stderr.lock().unwrap().join("\n");
+    assert!(!log.contains("panicked"), "{log}");
+    eprintln!("{after_signal} of {n} requests were answered after SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_reports_health_readiness_and_its_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = start_binary(dir.path(), &[]);
+    let base = format!("http://127.0.0.1:{}", s.port);
+    let ready: Value = reqwest::get(format!("{base}/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["checks"]["database"]["ok"], true);
+    let check = |addr: &str| {
+        Command::new(env!("CARGO_BIN_EXE_latch"))
+            .args(["healthcheck", "--addr", addr])
+            .current_dir(dir.path())
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    let ok = check(&format!("0.0.0.0:{}", s.port));
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    let down = check(&format!("127.0.0.1:{}", s.port));
+    assert!(!down.status.success(), "a stopped server is unhealthy");
+    assert!(String::from_utf8_lossy(&down.stderr).contains("nothing answers"));
+    let v = Command::new(env!("CARGO_BIN_EXE_latch"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    let v = String::from_utf8_lossy(&v.stdout).to_string();
+    assert!(
+        v.starts_with(&format!("latch {} (", env!("CARGO_PKG_VERSION"))),
+        "{v}"
+    );
+    assert!(!v.contains("(unknown)"), "the git commit is recorded: {v}");
 }

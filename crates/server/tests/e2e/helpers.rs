@@ -164,7 +164,7 @@ pub async fn spawn_app_with(backend: Backend, test: &str, extra: &[(&str, &str)]
 }
 
 /// Runs one statement against the Postgres server (as the `DATABASE_URL` user).
-async fn admin_sql(url: &str, sql: &str) {
+pub async fn admin_sql(url: &str, sql: &str) {
     use sea_orm::ConnectionTrait;
     let conn = sea_orm::Database::connect(url).await.unwrap();
     conn.execute_unprepared(sql).await.unwrap();

@@ -8,6 +8,7 @@ mod flows;
 mod helpers;
 mod inputs;
 mod locks;
+mod ops;
 mod proxy;
 mod races;
 mod ratelimits;

@@ -351,6 +351,21 @@ async fn redis_cut_mid_test_then_back_without_a_restart() {
             started.elapsed() < std::time::Duration::from_secs(3),
             "bounded by the timeout"
         );
+        // Readiness says so: with `fail_closed` Redis is required, with `local` it is not.
+        let ready = app
+            .client
+            .get(format!("{}/readyz", app.base))
+            .send()
+            .await
+            .unwrap();
+        let ready_status = ready.status().as_u16();
+        let ready: serde_json::Value = ready.json().await.unwrap();
+        assert_eq!(ready["checks"]["redis"]["ok"], false, "{ready}");
+        assert_eq!(
+            ready_status,
+            if policy == "fail_closed" { 503 } else { 200 },
+            "{ready}"
+        );
         if policy == "fail_closed" {
             r.assert_error(503, "service_unavailable");
         } else {
