@@ -5,12 +5,15 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=LATCH_GIT_COMMIT");
+    // Only paths that exist: a missing one would make cargo rerun this script on every build.
     for path in [
         "../../.git/HEAD",
         "../../.git/refs/heads",
         "../../.git/packed-refs",
     ] {
-        println!("cargo:rerun-if-changed={path}");
+        if std::path::Path::new(path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
     }
     let commit = std::env::var("LATCH_GIT_COMMIT")
         .ok()

@@ -10,8 +10,11 @@
 //! 4. prints a summary. A suite without its server is reported as skipped with the reason,
 //!    never as passed, and is an error with `CI=true` or `--require-services`.
 
+mod bench;
 mod codegen;
+mod release;
 mod sdk;
+mod services;
 
 use anyhow::{Context, bail};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -24,9 +27,13 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("codegen") => codegen::generate(args.iter().any(|a| a == "--check")),
+        Some("release") => release::release(&args[1..]),
+        Some("bench") => bench::bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask test [--require-services] [--no-sdk] | cargo xtask codegen [--check]"
+                "usage: cargo xtask test [--require-services] [--no-sdk] | cargo xtask codegen [--check]\n\
+                 \x20      cargo xtask release [--profile release|dev] [--out DIR]\n\
+                 \x20      cargo xtask bench [--backend postgres|sqlite] [--duration S] [--connections N[,N]] [--users N]"
             );
             std::process::exit(2);
         }
@@ -46,6 +53,29 @@ pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"))
+}
+
+/// `cargo`, without the variables `cargo run` gave xtask itself (`CARGO_MANIFEST_DIR`, …):
+/// some build scripts (ring's) rerun when those change, so a build started here would otherwise
+/// recompile what a build started from a shell compiled, and back again.
+pub(crate) fn cargo() -> Command {
+    let mut c = Command::new(env!("CARGO"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || matches!(
+                name.as_ref(),
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            c.env_remove(name.as_ref());
+        }
+    }
+    c
 }
 
 pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<bool> {
@@ -173,34 +203,58 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     let no_sdk = args.iter().any(|a| a == "--no-sdk");
     let mut results: Vec<(&str, Outcome)> = Vec::new();
 
-    let postgres = std::env::var("DATABASE_URL")
+    let mut postgres = std::env::var("DATABASE_URL")
         .ok()
         .filter(|u| u.starts_with("postgres"));
-    match &postgres {
-        Some(url) if reachable(url, 5432) => eprintln!("xtask: Postgres: DATABASE_URL ({})", redact(url)),
-        Some(url) => bail!("DATABASE_URL points at {}, which does not answer", redact(url)),
-        None if require => {
-            bail!("no Postgres: set DATABASE_URL (required with CI=true / --require-services)")
+    let mut redis = std::env::var("REDIS_URL").ok().filter(|u| u.starts_with("redis"));
+    for (name, url, port) in [("DATABASE_URL", &postgres, 5432), ("REDIS_URL", &redis, 6379)] {
+        if let Some(url) = url {
+            if !reachable(url, port) {
+                bail!("{name} points at {}, which does not answer", redact(url));
+            }
+            eprintln!("xtask: {name}: {}", redact(url));
         }
+    }
+    // Architecture §9: the given servers, else testcontainers where a Docker engine answers.
+    let provided = if (postgres.is_none() || redis.is_none()) && services::docker_engine() {
+        services::containers(postgres.is_none(), redis.is_none())?
+    } else {
+        services::Provided::default()
+    };
+    postgres = postgres.or(provided.database_url.clone());
+    redis = redis.or(provided.redis_url.clone());
+    let mut child_env: Vec<(&str, String)> = Vec::new();
+    match &postgres {
+        Some(url) => child_env.push(("DATABASE_URL", url.clone())),
+        None if require => bail!(
+            "no Postgres: set DATABASE_URL or start a Docker engine (required with CI=true / --require-services)"
+        ),
         None => eprintln!(
-            "xtask: Postgres: none (DATABASE_URL unset); Postgres halves of the suites will be SKIPPED"
+            "xtask: Postgres: none (no DATABASE_URL, no Docker engine); Postgres halves of the suites will be SKIPPED"
         ),
     }
-
-    let redis = std::env::var("REDIS_URL").ok().filter(|u| u.starts_with("redis"));
     match &redis {
-        Some(url) if reachable(url, 6379) => {
-            eprintln!("xtask: Redis: REDIS_URL ({})", redact(url))
+        Some(url) => child_env.push(("REDIS_URL", url.clone())),
+        None if require => bail!(
+            "no Redis: set REDIS_URL or start a Docker engine (required with CI=true / --require-services)"
+        ),
+        None => eprintln!(
+            "xtask: Redis: none (no REDIS_URL, no Docker engine); Redis-backed tests will be SKIPPED"
+        ),
+    }
+    if let Some(url) = &postgres {
+        match services::sweep_postgres(url) {
+            Ok(0) => {}
+            Ok(n) => eprintln!("xtask: removed {n} test databases/schemas an earlier run left behind"),
+            Err(e) => eprintln!("xtask: could not sweep Postgres for leftovers: {e}"),
         }
-        Some(url) => bail!("REDIS_URL points at {}, which does not answer", redact(url)),
-        None if require => bail!("no Redis: set REDIS_URL (required with CI=true / --require-services)"),
-        None => eprintln!("xtask: Redis: none (REDIS_URL unset); Redis-backed tests will be SKIPPED"),
     }
 
-    let mut cargo = Command::new(env!("CARGO"));
+    let mut cargo = crate::cargo();
     cargo
         .current_dir(root())
-        .args(["test", "--workspace", "--all-targets"]);
+        .args(["test", "--workspace", "--all-targets"])
+        .envs(child_env.iter().cloned());
     if require {
         cargo.env("LATCH_REQUIRE_SERVICES", "1");
     }
@@ -209,17 +263,35 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     if postgres.is_none() {
         results.push((
             "rust on Postgres",
-            Outcome::Skipped("DATABASE_URL is not set".into()),
+            Outcome::Skipped("no DATABASE_URL and no Docker engine".into()),
+        ));
+    }
+    if redis.is_none() {
+        results.push((
+            "rust on Redis",
+            Outcome::Skipped("no REDIS_URL and no Docker engine".into()),
         ));
     }
 
     if no_sdk {
         results.push(("official SDKs", Outcome::Skipped("--no-sdk".into())));
     } else {
-        for (name, outcome) in sdk::run_all()? {
+        for (name, outcome) in sdk::run_all(&child_env)? {
             results.push((name, outcome));
         }
     }
+
+    // Running twice leaves nothing behind: what the tests made is gone (and is removed here if
+    // a crash left it); containers go when `provided` is dropped.
+    let mut left = 0;
+    if let Some(url) = &postgres {
+        left += services::sweep_postgres(url).context("sweeping Postgres after the run")?;
+    }
+    if let Some(url) = &redis {
+        left += services::sweep_redis(url).unwrap_or(0);
+    }
+    eprintln!("xtask: cleaned up after the run: {left} leftover databases/schemas/keys removed");
+    drop(provided);
 
     println!("\nxtask: summary");
     let mut failed = false;

@@ -70,7 +70,7 @@ fn latch_cmd(latch: &Path, dir: &Path) -> Command {
     c
 }
 
-pub(crate) fn run_all() -> anyhow::Result<Vec<(&'static str, Outcome)>> {
+pub(crate) fn run_all(services: &[(&str, String)]) -> anyhow::Result<Vec<(&'static str, Outcome)>> {
     let mut results = Vec::new();
     let node = has("node") && has("npm");
     let python = has("python3");
@@ -90,7 +90,7 @@ pub(crate) fn run_all() -> anyhow::Result<Vec<(&'static str, Outcome)>> {
         return Ok(results);
     }
 
-    let mut build = Command::new(env!("CARGO"));
+    let mut build = crate::cargo();
     build
         .current_dir(root())
         // The feature set of `cargo test --workspace --all-targets`, so the binary that run built
@@ -121,13 +121,16 @@ pub(crate) fn run_all() -> anyhow::Result<Vec<(&'static str, Outcome)>> {
         dir.join("latch.log").display()
     );
 
-    let env = [
+    let mut env = vec![
         ("LATCH_BASE_URL", base.clone()),
         ("LATCH_PROJECT_ID", p1.0),
         ("LATCH_SECRET", p1.1),
         ("LATCH_PROJECT2_ID", p2.0),
         ("LATCH_SECRET2", p2.1),
+        ("LATCH_BIN", latch.display().to_string()),
+        ("CARGO", env!("CARGO").to_owned()),
     ];
+    env.extend(services.iter().cloned());
     if node {
         let dir = root().join("tests/sdk/node");
         let installed = dir.join("node_modules/stytch/package.json").exists();
@@ -156,6 +159,10 @@ pub(crate) fn run_all() -> anyhow::Result<Vec<(&'static str, Outcome)>> {
         results.push((
             "OpenAPI (spec validator, schemathesis, /docs in Chromium)",
             python_suite("tests/openapi", &env)?,
+        ));
+        results.push((
+            "Deployment (compose, Dockerfile, container config, release packaging)",
+            python_suite("tests/ops", &env)?,
         ));
     }
     drop(server);

@@ -21,6 +21,10 @@ use subtle::ConstantTimeEq;
 pub struct Policy {
     pub totp: TotpParams,
     pub lock: LockPolicy,
+    /// How long a process trusts a project's credentials once looked up, before asking the
+    /// store again: a revoked secret or a deleted project stops working within this bound on
+    /// every replica. Zero looks them up on every request.
+    pub credentials_ttl: std::time::Duration,
 }
 
 impl Default for Policy {
@@ -31,6 +35,7 @@ impl Default for Policy {
                 max_failures: 10,
                 lock_secs: 3600,
             },
+            credentials_ttl: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -148,7 +153,16 @@ pub struct Latch {
     clock: Arc<dyn Clock>,
     policy: Policy,
     signing: Mutex<HashMap<String, (Arc<SigningKey>, i64)>>,
+    /// Projects found by id, with their secrets' hashes and when they were looked up (bounded
+    /// by `Policy::credentials_ttl`, and in size: unknown ids are never kept).
+    credentials: Mutex<HashMap<String, CachedCredentials>>,
 }
+
+/// A project, its secrets' hashes, and when they were read from the store.
+type CachedCredentials = (Project, Arc<Vec<Vec<u8>>>, std::time::Instant);
+
+/// At most this many projects' credentials are kept; past it the cache starts over.
+const CREDENTIALS_CACHE_MAX: usize = 10_000;
 
 fn secret_hash(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
@@ -162,6 +176,7 @@ impl Latch {
             clock,
             policy,
             signing: Mutex::new(HashMap::new()),
+            credentials: Mutex::new(HashMap::new()),
         }
     }
 
@@ -211,12 +226,12 @@ impl Latch {
             return Err(Error::Unauthorized);
         }
         let presented = secret_hash(secret);
-        let Some((project, hashes)) = self.store.project_auth(project_id).await? else {
+        let Some((project, hashes)) = self.project_credentials(project_id).await? else {
             return Err(Error::Unauthorized);
         };
         // Compare against every active secret without stopping at the first match.
         let mut ok = subtle::Choice::from(0);
-        for h in &hashes {
+        for h in hashes.iter() {
             ok |= h.as_slice().ct_eq(presented.as_slice());
         }
         if bool::from(ok) {
@@ -224,6 +239,41 @@ impl Latch {
         } else {
             Err(Error::Unauthorized)
         }
+    }
+
+    /// A project and its secrets' hashes, from the cache while fresh, else from the store.
+    async fn project_credentials(
+        &self,
+        project_id: &str,
+    ) -> Result<Option<(Project, Arc<Vec<Vec<u8>>>)>, Error> {
+        let ttl = self.policy.credentials_ttl;
+        if !ttl.is_zero() {
+            let cached = self.credentials.lock().ok().and_then(|cache| {
+                cache
+                    .get(project_id)
+                    .filter(|(_, _, at)| at.elapsed() < ttl)
+                    .map(|(p, h, _)| (p.clone(), h.clone()))
+            });
+            if cached.is_some() {
+                return Ok(cached);
+            }
+        }
+        let Some((project, hashes)) = self.store.project_auth(project_id).await? else {
+            return Ok(None);
+        };
+        let hashes = Arc::new(hashes);
+        if !ttl.is_zero()
+            && let Ok(mut cache) = self.credentials.lock()
+        {
+            if cache.len() >= CREDENTIALS_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(
+                project_id.to_owned(),
+                (project.clone(), hashes.clone(), std::time::Instant::now()),
+            );
+        }
+        Ok(Some((project, hashes)))
     }
 
     // ---- users ----

@@ -65,6 +65,7 @@ pub struct ServerSettings {
     pub shutdown_timeout_secs: u64,
     pub trusted_proxies: String,
     pub behind_tls_proxy: bool,
+    pub credentials_cache_secs: u64,
     pub tls_cert_file: String,
     pub tls_key_file: String,
 }
@@ -238,6 +239,12 @@ impl Settings {
             q.quota().validate(name).map_err(anyhow::Error::msg)?;
         }
         self.server.trusted_proxies()?;
+        if self.server.credentials_cache_secs > 300 {
+            bail!(
+                "server.credentials_cache_secs must be 0 to 300, got {}",
+                self.server.credentials_cache_secs
+            );
+        }
         if self.server.tls_cert_file.is_empty() != self.server.tls_key_file.is_empty() {
             bail!("server.tls_cert_file and server.tls_key_file go together: set both or neither");
         }
@@ -294,6 +301,7 @@ impl Settings {
                 max_failures: self.lock.max_failures,
                 lock_secs: self.lock.lock_minutes * 60,
             },
+            credentials_ttl: std::time::Duration::from_secs(self.server.credentials_cache_secs),
         }
     }
 }

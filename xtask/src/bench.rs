@@ -1,0 +1,755 @@
+//! `cargo xtask bench [--backend postgres|sqlite] [--duration S] [--connections N[,N…]]
+//! [--users N]`: Latch's cost per request against this machine's own ceilings, in one run.
+//!
+//! 1. Builds `latch` and `latch-baseline` with `--release --locked`.
+//! 2. Starts Latch on a fresh database (a new Postgres database under `DATABASE_URL`, or a
+//!    SQLite file) with the rate limits raised by configuration, and seeds `--users` users with
+//!    verified TOTPs over the API, so every success-path request uses a fresh valid code.
+//! 3. Drives each route for `--duration` seconds at each connection count with a load generator
+//!    that computes codes (reqwest + an HDR histogram per connection), then the baselines:
+//!    `latch-baseline`'s primary-key lookup through the same actix + sea-orm stack on Postgres
+//!    and on SQLite, and its no-I/O handler. The generator shares the machine with the server.
+//! 4. Measures one rate-limiter check in process and in Redis (`REDIS_URL`).
+//! 5. Prints the table (route, requests/s, p50, p99, p99.9, errors, server RSS, ratio to its
+//!    baseline) and writes it as JSON and Markdown under `target/bench/`.
+
+use crate::{cargo, root, run, target_dir};
+use anyhow::{Context, bail};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+struct Opts {
+    backend: String,
+    duration: Duration,
+    connections: Vec<usize>,
+    users: usize,
+}
+
+fn opts(args: &[String]) -> anyhow::Result<Opts> {
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let pg = std::env::var("DATABASE_URL").is_ok_and(|u| u.starts_with("postgres"));
+    let backend = flag("--backend").unwrap_or_else(|| if pg { "postgres" } else { "sqlite" }.into());
+    if !["postgres", "sqlite"].contains(&backend.as_str()) {
+        bail!("--backend postgres|sqlite");
+    }
+    if backend == "postgres" && !pg {
+        bail!(
+            "--backend postgres needs DATABASE_URL=postgres://… (the server to create the bench database on)"
+        );
+    }
+    let duration = Duration::from_secs(flag("--duration").map(|d| d.parse()).transpose()?.unwrap_or(10));
+    let connections = flag("--connections")
+        .unwrap_or_else(|| "64,16".into())
+        .split(',')
+        .map(|c| c.trim().parse::<usize>())
+        .collect::<Result<Vec<_>, _>>()
+        .context("--connections N[,N…]")?;
+    let users = flag("--users").map(|u| u.parse()).transpose()?.unwrap_or(20_000);
+    Ok(Opts {
+        backend,
+        duration,
+        connections,
+        users,
+    })
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    /// Resident and peak resident memory in MB (`/proc/<pid>/status`).
+    fn rss_mb(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap_or_default();
+        let kb = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_port(port: u16, what: &str) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("{what} did not listen on {port} within 60 s")
+}
+
+fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
+    let ok = Command::new("psql")
+        .args([url, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .stdout(Stdio::null())
+        .status()?
+        .success();
+    if !ok {
+        bail!("psql {sql} failed");
+    }
+    Ok(())
+}
+
+/// One seeded user: what the load needs to send valid requests.
+#[derive(Clone)]
+struct Seeded {
+    id: String,
+    secret: Vec<u8>,
+    recovery: Vec<String>,
+}
+
+/// The result of driving one target.
+struct Row {
+    route: String,
+    connections: usize,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    errors: u64,
+    requests: u64,
+    rss_mb: f64,
+    baseline: Option<String>,
+    note: String,
+}
+
+/// Builds each request of a target: (method, path, body). `None` means the target has no
+/// fresh input left (every seeded user used).
+type Make = Arc<dyn Fn(usize) -> Option<(reqwest::Method, String, Option<Value>)> + Send + Sync>;
+
+struct Target {
+    name: String,
+    base: String,
+    auth: Option<(String, String)>,
+    expect: u16,
+    make: Make,
+    baseline: Option<String>,
+}
+
+async fn drive(t: &Target, connections: usize, duration: Duration, server: &Proc) -> anyhow::Result<Row> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (client, next, make) = (client.clone(), next.clone(), t.make.clone());
+        let (base, auth, expect) = (t.base.clone(), t.auth.clone(), t.expect);
+        tasks.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).ok();
+            let (mut errors, mut ran_out) = (0u64, false);
+            while Instant::now() < deadline {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((method, path, body)) = make(i) else {
+                    ran_out = true;
+                    break;
+                };
+                let mut req = client.request(method, format!("{base}{path}"));
+                if let Some((id, secret)) = &auth {
+                    req = req.basic_auth(id, Some(secret));
+                }
+                if let Some(b) = &body {
+                    req = req.json(b);
+                }
+                let sent = Instant::now();
+                let ok = match req.send().await {
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        let _ = r.bytes().await;
+                        status == expect
+                    }
+                    Err(_) => false,
+                };
+                let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                if let Some(h) = h.as_mut() {
+                    let _ = h.record(micros.max(1));
+                }
+                errors += u64::from(!ok);
+            }
+            (h, errors, ran_out, Instant::now())
+        }));
+    }
+    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let (mut errors, mut ran_out, mut last) = (0, false, started);
+    for task in tasks {
+        let (h, e, out, finished) = task.await?;
+        if let Some(h) = h {
+            all.add(h)?;
+        }
+        errors += e;
+        ran_out |= out;
+        last = last.max(finished);
+    }
+    let elapsed = last.duration_since(started).as_secs_f64();
+    let requests = all.len();
+    let ms = |q: f64| all.value_at_quantile(q) as f64 / 1000.0;
+    Ok(Row {
+        route: t.name.clone(),
+        connections,
+        rps: requests as f64 / elapsed.max(0.001),
+        p50_ms: ms(0.5),
+        p99_ms: ms(0.99),
+        p999_ms: ms(0.999),
+        errors,
+        requests,
+        rss_mb: server.rss_mb().0,
+        baseline: t.baseline.clone(),
+        note: if ran_out {
+            format!("seeded users used up after {elapsed:.1} s")
+        } else {
+            String::new()
+        },
+    })
+}
+
+fn code(secret: &[u8], at: i64, offset: i64) -> String {
+    let step = u64::try_from(at.div_euclid(30) + offset).unwrap_or(0);
+    domain::totp::code_at_step(secret, step, 30, 6).unwrap_or_default()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+async fn seed(base: &str, auth: &(String, String), users: usize) -> anyhow::Result<Vec<Seeded>> {
+    let client = reqwest::Client::new();
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (client, next, base, auth) = (client.clone(), next.clone(), base.to_owned(), auth.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= users {
+                    return Ok::<_, anyhow::Error>(out);
+                }
+                let post = |path: &str, body: Value| {
+                    client
+                        .post(format!("{base}{path}"))
+                        .basic_auth(&auth.0, Some(&auth.1))
+                        .json(&body)
+                        .send()
+                };
+                let user: Value = post("/v1/users", json!({"email": format!("bench{i}@example.com")}))
+                    .await?
+                    .json()
+                    .await?;
+                let id = user["user_id"].as_str().context("user_id")?.to_owned();
+                let totp: Value = post("/v1/totps", json!({"user_id": id})).await?.json().await?;
+                let secret = data_encoding::BASE32_NOPAD
+                    .decode(totp["secret"].as_str().context("secret")?.as_bytes())?;
+                let recovery = totp["recovery_codes"]
+                    .as_array()
+                    .context("recovery_codes")?
+                    .iter()
+                    .filter_map(|c| c.as_str().map(str::to_owned))
+                    .collect();
+                // Verify it with the current step's code (a step ahead of it stays fresh for
+                // the bench; the one behind would be on the edge of the window under load).
+                let r = post(
+                    "/v1/totps/authenticate",
+                    json!({"user_id": id, "totp_code": code(&secret, now(), 0)}),
+                )
+                .await?;
+                if !r.status().is_success() {
+                    bail!(
+                        "seeding: authenticate answered {}: {}",
+                        r.status(),
+                        r.text().await?
+                    );
+                }
+                out.push(Seeded { id, secret, recovery });
+            }
+        }));
+    }
+    let mut seeded = Vec::new();
+    for t in tasks {
+        seeded.extend(t.await??);
+    }
+    eprintln!(
+        "xtask: seeded {} users with verified TOTPs in {:.1} s",
+        seeded.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(seeded)
+}
+
+/// The machine's load: 1-minute load average and core count.
+fn load() -> String {
+    let avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    format!(
+        "loadavg {} on {cores} cores",
+        avg.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    )
+}
+
+pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
+    let o = opts(args)?;
+    if !run(cargo().current_dir(root()).args([
+        "build",
+        "--release",
+        "--locked",
+        "--bin",
+        "latch",
+        "--bin",
+        "latch-baseline",
+    ]))? {
+        bail!("release build failed");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(bench_run(&o))
+}
+
+async fn bench_run(o: &Opts) -> anyhow::Result<()> {
+    let release = target_dir().join("release");
+    let work = tempfile_dir()?;
+    let load_before = load();
+    let admin = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"));
+    let pg_db = match &admin {
+        Some(url) => {
+            let name = format!("latch_bench_{}", std::process::id());
+            psql(url, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
+            psql(url, &format!("CREATE DATABASE {name}"))?;
+            let (base, _) = url.rsplit_once('/').context("DATABASE_URL has no database")?;
+            Some((url.clone(), name.clone(), format!("{base}/{name}")))
+        }
+        None => None,
+    };
+    let sqlite_url = format!("sqlite://{}/latch.db", work.display());
+    let latch_db = if o.backend == "postgres" {
+        pg_db.as_ref().map(|(_, _, u)| u.clone()).context("postgres")?
+    } else {
+        sqlite_url.clone()
+    };
+    let result = measure(o, &release, &work, &latch_db, pg_db.as_ref().map(|p| p.2.clone())).await;
+    if let Some((url, name, _)) = &pg_db {
+        let _ = psql(url, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    let (rows, limiter) = result?;
+    report(o, &rows, &limiter, &load_before, &load())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("latch-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn latch_env(cmd: &mut Command, work: &Path, db: &str) {
+    cmd.current_dir(work)
+        .env("LATCH_ENV", "local")
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env("LATCH__DATABASE__URL", db)
+        .env("LATCH__KEYS__FILE", work.join("keys.toml"))
+        .env("LATCH__BOOTSTRAP__FIRST_PROJECT", "false")
+        .env("LATCH__LOG__LEVEL", "warn")
+        // The bench measures cost, not limits: every bucket is raised out of the way.
+        .env("LATCH__RATELIMIT__PROJECT_ROUTE__RATE", "1000000")
+        .env("LATCH__RATELIMIT__PROJECT_ROUTE__BURST", "1000000")
+        .env("LATCH__RATELIMIT__USER_ATTEMPTS__RATE", "1000000")
+        .env("LATCH__RATELIMIT__USER_ATTEMPTS__PER_SECS", "1")
+        .env("LATCH__RATELIMIT__USER_ATTEMPTS__BURST", "1000000")
+        .env("LATCH__RATELIMIT__AUTH_FAILURES__BURST", "1000000")
+        // Room for the wrong-code route: users stay under the lock threshold.
+        .env("LATCH__LOCK__MAX_FAILURES", "100");
+}
+
+type Measured = (Vec<Row>, Vec<(String, String)>);
+
+async fn measure(
+    o: &Opts,
+    release: &Path,
+    work: &Path,
+    latch_db: &str,
+    pg_url: Option<String>,
+) -> anyhow::Result<Measured> {
+    let latch = release.join("latch");
+    let mut create = Command::new(&latch);
+    latch_env(&mut create, work, latch_db);
+    let out = create
+        .args(["project", "create", "--name", "Bench", "--json"])
+        .output()?;
+    if !out.status.success() {
+        bail!("latch project create: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let p: Value = serde_json::from_slice(&out.stdout)?;
+    let auth = (
+        p["project_id"].as_str().unwrap_or("").to_owned(),
+        p["secret"].as_str().unwrap_or("").to_owned(),
+    );
+    let port = free_port()?;
+    let mut serve = Command::new(&latch);
+    latch_env(&mut serve, work, latch_db);
+    let server = Proc(
+        serve
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    wait_port(port, "latch")?;
+    let base = format!("http://127.0.0.1:{port}");
+    let users = Arc::new(seed(&base, &auth, o.users).await?);
+    let n = users.len();
+    let pk = format!("pk {}", o.backend);
+
+    let mut targets = vec![Target {
+        name: "healthz".into(),
+        base: base.clone(),
+        auth: None,
+        expect: 200,
+        make: Arc::new(|_| Some((reqwest::Method::GET, "/healthz".into(), None))),
+        baseline: Some("noop".into()),
+    }];
+    let u = users.clone();
+    targets.push(Target {
+        name: "users get".into(),
+        base: base.clone(),
+        auth: Some(auth.clone()),
+        expect: 200,
+        make: Arc::new(move |i| Some((reqwest::Method::GET, format!("/v1/users/{}", u[i % n].id), None))),
+        baseline: Some(pk.clone()),
+    });
+    let u = users.clone();
+    targets.push(Target {
+        name: "recovery_codes".into(),
+        base: base.clone(),
+        auth: Some(auth.clone()),
+        expect: 200,
+        make: Arc::new(move |i| {
+            Some((
+                reqwest::Method::POST,
+                "/v1/totps/recovery_codes".into(),
+                Some(json!({"user_id": u[i % n].id})),
+            ))
+        }),
+        baseline: Some(pk.clone()),
+    });
+    // Success path: one fresh user per request (each step accepts one code per user), with the
+    // code of the next step, which is after the step the seeding used.
+    let u = users.clone();
+    let fresh = AtomicUsize::new(0);
+    targets.push(Target {
+        name: "authenticate".into(),
+        base: base.clone(),
+        auth: Some(auth.clone()),
+        expect: 200,
+        make: Arc::new(move |_| {
+            let s = u.get(fresh.fetch_add(1, Ordering::Relaxed))?;
+            Some((
+                reqwest::Method::POST,
+                "/v1/totps/authenticate".into(),
+                Some(json!({"user_id": s.id, "totp_code": code(&s.secret, now(), 1)})),
+            ))
+        }),
+        baseline: Some(pk.clone()),
+    });
+    let u = users.clone();
+    targets.push(Target {
+        name: "authenticate wrong code".into(),
+        base: base.clone(),
+        auth: Some(auth.clone()),
+        expect: 401,
+        make: Arc::new(move |i| {
+            // 90 failures per user at most (the bench sets the lock at 100).
+            if i >= n * 90 {
+                return None;
+            }
+            let s = &u[i % n];
+            let right: Vec<String> = (-1..=1).map(|d| code(&s.secret, now(), d)).collect();
+            let wrong = (0..1000u32)
+                .map(|k| format!("{:06}", (i as u32).wrapping_mul(7919).wrapping_add(k) % 1_000_000))
+                .find(|c| !right.contains(c))
+                .unwrap_or_else(|| "000000".into());
+            Some((
+                reqwest::Method::POST,
+                "/v1/totps/authenticate".into(),
+                Some(json!({"user_id": s.id, "totp_code": wrong})),
+            ))
+        }),
+        baseline: Some(pk.clone()),
+    });
+    // Recover: each request spends a fresh code (user i % n, its code i / n).
+    let u = users.clone();
+    let spent = AtomicUsize::new(0);
+    targets.push(Target {
+        name: "recover".into(),
+        base: base.clone(),
+        auth: Some(auth.clone()),
+        expect: 200,
+        make: Arc::new(move |_| {
+            let i = spent.fetch_add(1, Ordering::Relaxed);
+            let s = u.get(i % n)?;
+            let c = s.recovery.get(i / n)?;
+            Some((
+                reqwest::Method::POST,
+                "/v1/totps/recover".into(),
+                Some(json!({"user_id": s.id, "recovery_code": c})),
+            ))
+        }),
+        baseline: Some(pk.clone()),
+    });
+
+    let mut rows = Vec::new();
+    for c in &o.connections {
+        for t in &targets {
+            let row = drive(t, *c, o.duration, &server).await?;
+            eprintln!(
+                "xtask: {:<24} c={:<3} {:>8.0} req/s  p99 {:>7.2} ms  errors {}",
+                row.route, c, row.rps, row.p99_ms, row.errors
+            );
+            rows.push(row);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    let (_, peak) = server.rss_mb();
+    drop(server);
+
+    // Baselines: the same stack, one primary-key lookup; and no I/O at all.
+    let mut baselines: Vec<(String, String)> = Vec::new();
+    if let Some(pg) = pg_url {
+        baselines.push(("pk postgres".into(), pg));
+    }
+    baselines.push((
+        "pk sqlite".into(),
+        format!("sqlite://{}/baseline.db", work.display()),
+    ));
+    for (i, (name, db)) in baselines.iter().enumerate() {
+        let port = free_port()?;
+        let b = Proc(
+            Command::new(release.join("latch-baseline"))
+                .args(["--database", db, "--listen", &format!("127.0.0.1:{port}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?,
+        );
+        wait_port(port, "latch-baseline")?;
+        let base = format!("http://127.0.0.1:{port}");
+        let mut ts = vec![Target {
+            name: name.clone(),
+            base: base.clone(),
+            auth: None,
+            expect: 200,
+            make: Arc::new(|i| Some((reqwest::Method::GET, format!("/pk/k{}", i % 10_000), None))),
+            baseline: None,
+        }];
+        if i == 0 {
+            ts.push(Target {
+                name: "noop".into(),
+                base,
+                auth: None,
+                expect: 200,
+                make: Arc::new(|_| Some((reqwest::Method::GET, "/noop".into(), None))),
+                baseline: None,
+            });
+        }
+        for c in &o.connections {
+            for t in &ts {
+                let row = drive(t, *c, o.duration, &b).await?;
+                eprintln!(
+                    "xtask: {:<24} c={:<3} {:>8.0} req/s  p99 {:>7.2} ms  errors {}",
+                    row.route, c, row.rps, row.p99_ms, row.errors
+                );
+                rows.push(row);
+            }
+        }
+    }
+    let mut extra = vec![("latch peak RSS (MB)".to_owned(), format!("{peak:.1}"))];
+    extra.extend(limiter_cost().await);
+    Ok((rows, extra))
+}
+
+/// The cost of one rate-limiter check: in process (governor), and in Redis (one EVALSHA round
+/// trip), sequential and with 64 concurrent callers.
+async fn limiter_cost() -> Vec<(String, String)> {
+    use ratelimit::{InProcess, Key, Quota, RateLimiter, RedisLimiter};
+    let q = Quota {
+        rate: 1_000_000,
+        per: Duration::from_secs(1),
+        burst: 1_000_000,
+    };
+    let keys: Vec<Key> = (0..1000)
+        .map(|i| Key::new("project-bench", "route", &format!("k{i}")))
+        .collect();
+    let local = InProcess::new();
+    let n = 1_000_000;
+    let started = Instant::now();
+    for i in 0..n {
+        let _ = local.decide(&keys[i % keys.len()], &q);
+    }
+    let ns = started.elapsed().as_nanos() as f64 / n as f64;
+    let mut out = vec![(
+        "limiter check, in process (governor)".to_owned(),
+        format!("{ns:.0} ns"),
+    )];
+    let Some(url) = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()) else {
+        out.push((
+            "limiter check, Redis".into(),
+            "not measured (REDIS_URL unset)".into(),
+        ));
+        return out;
+    };
+    let prefix = format!("latch:rl:bench-{}:", std::process::id());
+    let Ok(redis) = RedisLimiter::connect(&url, &prefix, Duration::from_secs(2)).await else {
+        out.push(("limiter check, Redis".into(), "Redis did not answer".into()));
+        return out;
+    };
+    let n = 5000;
+    let started = Instant::now();
+    for i in 0..n {
+        let _ = redis.check(&keys[i % keys.len()], &q).await;
+    }
+    let us = started.elapsed().as_micros() as f64 / n as f64;
+    out.push((
+        "limiter check, Redis, one caller".into(),
+        format!("{us:.0} µs per check"),
+    ));
+    let redis = Arc::new(redis);
+    let keys = Arc::new(keys);
+    let count = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let tasks: Vec<_> = (0..64)
+        .map(|t| {
+            let (redis, keys, count) = (redis.clone(), keys.clone(), count.clone());
+            tokio::spawn(async move {
+                let mut i = t;
+                while Instant::now() < deadline {
+                    let _ = redis.check(&keys[i % keys.len()], &q).await;
+                    count.fetch_add(1, Ordering::Relaxed);
+                    i += 64;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let per_sec = count.load(Ordering::Relaxed) as f64 / 3.0;
+    out.push((
+        "limiter check, Redis, 64 callers".into(),
+        format!(
+            "{per_sec:.0} checks/s ({:.0} µs each amortised)",
+            1e6 / per_sec.max(1.0)
+        ),
+    ));
+    // Leave nothing behind in a shared Redis.
+    if let Ok(client) = redis::Client::open(url.as_str())
+        && let Ok(mut c) = client.get_connection()
+        && let Ok(keys) = redis::Commands::keys::<_, Vec<String>>(&mut c, format!("{prefix}*"))
+        && !keys.is_empty()
+    {
+        let _: Result<(), _> = redis::Commands::del(&mut c, keys);
+    }
+    out
+}
+
+fn report(
+    o: &Opts,
+    rows: &[Row],
+    extra: &[(String, String)],
+    before: &str,
+    after: &str,
+) -> anyhow::Result<()> {
+    let baseline_rps = |name: &str, c: usize| {
+        rows.iter()
+            .find(|r| r.route == name && r.connections == c)
+            .map(|r| r.rps)
+    };
+    let mut md = format!(
+        "# cargo xtask bench\n\nbackend {}, {} s per route, connections {:?}, {} seeded users; \
+         the load generator shares the machine with the server.\n\nmachine load before: {before}; after: {after}\n\n\
+         | route | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors | server RSS MB | × baseline | note |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+        o.backend,
+        o.duration.as_secs(),
+        o.connections,
+        o.users
+    );
+    let mut json_rows = Vec::new();
+    for r in rows {
+        let ratio = r
+            .baseline
+            .as_deref()
+            .and_then(|b| baseline_rps(b, r.connections).map(|rps| (b, r.rps / rps)));
+        let ratio_text = ratio
+            .map(|(b, x)| format!("{x:.2} × {b}"))
+            .unwrap_or_else(|| "—".into());
+        md.push_str(&format!(
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.1} | {} | {} |\n",
+            r.route,
+            r.connections,
+            r.rps,
+            r.p50_ms,
+            r.p99_ms,
+            r.p999_ms,
+            r.errors,
+            r.rss_mb,
+            ratio_text,
+            r.note
+        ));
+        json_rows.push(json!({
+            "route": r.route, "connections": r.connections, "requests": r.requests,
+            "requests_per_sec": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "p999_ms": r.p999_ms,
+            "errors": r.errors, "server_rss_mb": r.rss_mb,
+            "baseline": r.baseline, "ratio_to_baseline": ratio.map(|(_, x)| x), "note": r.note,
+        }));
+    }
+    md.push('\n');
+    for (k, v) in extra {
+        md.push_str(&format!("- {k}: {v}\n"));
+    }
+    println!("\n{md}");
+    let dir = target_dir().join("bench");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("bench.md"), &md)?;
+    let doc = json!({
+        "backend": o.backend, "duration_secs": o.duration.as_secs(), "connections": o.connections,
+        "users": o.users, "load_before": before, "load_after": after, "rows": json_rows,
+        "extra": extra.iter().map(|(k, v)| json!({"what": k, "value": v})).collect::<Vec<_>>(),
+    });
+    std::fs::write(dir.join("bench.json"), serde_json::to_string_pretty(&doc)?)?;
+    eprintln!("xtask: wrote {} and bench.json", dir.join("bench.md").display());
+    Ok(())
+}
