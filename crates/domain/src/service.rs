@@ -161,6 +161,18 @@ pub struct Latch {
 /// A project, its secrets' hashes, and when they were read from the store.
 type CachedCredentials = (Project, Arc<Vec<Vec<u8>>>, std::time::Instant);
 
+/// The user as a successful authenticate or recover left them, without reading them again:
+/// the success transaction made them active, cleared the failures (the lock was not in force,
+/// or it would have refused), and the TOTP it used is verified.
+fn after_success(mut owner: User, totp_id: &str) -> User {
+    owner.status = UserStatus::Active;
+    owner.lock = None;
+    for t in owner.totps.iter_mut().filter(|t| t.id == totp_id) {
+        t.verified = true;
+    }
+    owner
+}
+
 /// At most this many projects' credentials are kept; past it the cache starts over.
 const CREDENTIALS_CACHE_MAX: usize = 10_000;
 
@@ -540,7 +552,7 @@ impl Latch {
             metrics::counter!("latch_replays_rejected_total", "factor" => "totp").increment(1);
             return Err(self.fail(p, &owner, Error::TotpCodeAlreadyAuthenticated).await);
         }
-        let user = self.reload(p, &owner.id).await?;
+        let user = after_success(owner, &t.id);
         let session = self.minted(p, &user, write, token).await?;
         Ok(Authenticated {
             user,
@@ -622,7 +634,7 @@ impl Latch {
                 .fail(p, &owner, Error::UnableToAuthenticateRecoveryCode)
                 .await);
         }
-        let user = self.reload(p, &owner.id).await?;
+        let user = after_success(owner, &found.totp_id);
         let session = self.minted(p, &user, write, token).await?;
         Ok(Authenticated {
             user,

@@ -23,8 +23,9 @@ use sea_orm::sea_query::{
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database, DatabaseBackend,
-    DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, FromQueryResult, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, SqlErr, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use serde_json::{Map, Value};
@@ -432,7 +433,19 @@ async fn finish_success(
     }
 }
 
-/// Builds full users from rows with one query per factor table for the whole batch.
+/// One email, phone number or TOTP of a user, as the union in [`load_users`] returns it.
+#[derive(Debug, sea_orm::FromQueryResult)]
+struct FactorRow {
+    kind: String,
+    user_id: String,
+    id: String,
+    value: String,
+    verified: bool,
+    created_at: i64,
+}
+
+/// Builds full users from rows, with one more query for the whole batch's emails, phone
+/// numbers and usable TOTPs.
 async fn load_users(
     conn: &DatabaseConnection,
     project_id: &str,
@@ -443,31 +456,53 @@ async fn load_users(
         return Ok(Vec::new());
     }
     let ids: Vec<String> = rows.iter().map(|u| u.id.clone()).collect();
+    // Emails, phone numbers and usable TOTPs of the whole batch in one round trip.
     let emails = user_email::Entity::find()
+        .select_only()
+        .column_as(Expr::val("e"), "kind")
+        .column_as(user_email::Column::UserId, "user_id")
+        .column_as(user_email::Column::Id, "id")
+        .column_as(user_email::Column::Email, "value")
+        .column_as(user_email::Column::Verified, "verified")
+        .column_as(user_email::Column::CreatedAt, "created_at")
         .filter(user_email::Column::ProjectId.eq(project_id))
         .filter(user_email::Column::UserId.is_in(ids.clone()))
-        .order_by_asc(user_email::Column::CreatedAt)
-        .order_by_asc(user_email::Column::Id)
-        .all(conn)
-        .await
-        .map_err(db_err)?;
+        .into_query();
     let phones = user_phone::Entity::find()
+        .select_only()
+        .column_as(Expr::val("p"), "kind")
+        .column_as(user_phone::Column::UserId, "user_id")
+        .column_as(user_phone::Column::Id, "id")
+        .column_as(user_phone::Column::PhoneNumber, "value")
+        .column_as(user_phone::Column::Verified, "verified")
+        .column_as(user_phone::Column::CreatedAt, "created_at")
         .filter(user_phone::Column::ProjectId.eq(project_id))
         .filter(user_phone::Column::UserId.is_in(ids.clone()))
-        .order_by_asc(user_phone::Column::CreatedAt)
-        .order_by_asc(user_phone::Column::Id)
-        .all(conn)
-        .await
-        .map_err(db_err)?;
+        .into_query();
     let totps = totp::Entity::find()
+        .select_only()
+        .column_as(Expr::val("t"), "kind")
+        .column_as(totp::Column::UserId, "user_id")
+        .column_as(totp::Column::Id, "id")
+        .column_as(totp::Column::Id, "value")
+        .column_as(totp::Column::Verified, "verified")
+        .column_as(totp::Column::CreatedAt, "created_at")
         .filter(totp::Column::ProjectId.eq(project_id))
         .filter(totp::Column::UserId.is_in(ids))
         .filter(visible_totps(now))
-        .order_by_asc(totp::Column::CreatedAt)
-        .order_by_asc(totp::Column::Id)
+        .into_query();
+    let mut union = emails;
+    union
+        .union(sea_orm::sea_query::UnionType::All, phones)
+        .union(sea_orm::sea_query::UnionType::All, totps);
+    let mut factors = FactorRow::find_by_statement(conn.get_database_backend().build(&union))
         .all(conn)
         .await
         .map_err(db_err)?;
+    factors.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    let of = |kind: &'static str| factors.iter().filter(move |f| f.kind == kind);
+    let (emails, phones, totps): (Vec<_>, Vec<_>, Vec<_>) =
+        (of("e").collect(), of("p").collect(), of("t").collect());
     rows.into_iter()
         .map(|u| {
             let lock = match (u.lock_created_at, u.lock_expires_at) {
@@ -491,7 +526,7 @@ async fn load_users(
                     .filter(|e| e.user_id == u.id)
                     .map(|e| Email {
                         id: e.id.clone(),
-                        email: e.email.clone(),
+                        email: e.value.clone(),
                         verified: e.verified,
                     })
                     .collect(),
@@ -500,7 +535,7 @@ async fn load_users(
                     .filter(|p| p.user_id == u.id)
                     .map(|p| PhoneNumber {
                         id: p.id.clone(),
-                        phone_number: p.phone_number.clone(),
+                        phone_number: p.value.clone(),
                         verified: p.verified,
                     })
                     .collect(),
