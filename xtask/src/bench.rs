@@ -93,17 +93,6 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn wait_port(port: u16, what: &str) -> anyhow::Result<()> {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bail!("{what} did not listen on {port} within 60 s")
-}
-
 fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
     let ok = Command::new("psql")
         .args([url, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
@@ -429,7 +418,7 @@ async fn measure(
             .stdout(Stdio::null())
             .spawn()?,
     );
-    wait_port(port, "latch")?;
+    crate::sdk::wait_until_up(port)?;
     let base = format!("http://127.0.0.1:{port}");
     let users = Arc::new(seed(&base, &auth, o.users).await?);
     let n = users.len();
@@ -565,7 +554,7 @@ async fn measure(
                 .stderr(Stdio::null())
                 .spawn()?,
         );
-        wait_port(port, "latch-baseline")?;
+        crate::sdk::wait_until_up(port)?;
         let base = format!("http://127.0.0.1:{port}");
         let mut ts = vec![Target {
             name: name.clone(),

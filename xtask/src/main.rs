@@ -60,6 +60,13 @@ pub(crate) fn target_dir() -> PathBuf {
 /// recompile what a build started from a shell compiled, and back again.
 pub(crate) fn cargo() -> Command {
     let mut c = Command::new(env!("CARGO"));
+    without_cargo_run_env(&mut c);
+    c
+}
+
+/// Removes what `cargo run` set for xtask from a child's environment (also for children that
+/// run cargo themselves, such as the deployment suite's `cargo xtask release`).
+pub(crate) fn without_cargo_run_env(c: &mut Command) {
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();
         if name.starts_with("CARGO_PKG_")
@@ -75,7 +82,6 @@ pub(crate) fn cargo() -> Command {
             c.env_remove(name.as_ref());
         }
     }
-    c
 }
 
 pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<bool> {

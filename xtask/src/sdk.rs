@@ -182,8 +182,10 @@ fn python_suite(dir: &str, env: &[(&str, String)]) -> anyhow::Result<Outcome> {
     if !ready {
         return Ok(Outcome::Failed(Counts::default()));
     }
+    let mut pytest = Command::new(&py);
+    crate::without_cargo_run_env(&mut pytest);
     let (ok, counts) = run_counted(
-        Command::new(&py)
+        pytest
             .current_dir(&dir)
             .args(["-m", "pytest", "-q", "-rs"])
             .envs(env.iter().cloned()),
@@ -191,7 +193,7 @@ fn python_suite(dir: &str, env: &[(&str, String)]) -> anyhow::Result<Outcome> {
     Ok(Outcome::of(ok, counts))
 }
 
-fn wait_until_up(port: u16) -> anyhow::Result<()> {
+pub(crate) fn wait_until_up(port: u16) -> anyhow::Result<()> {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(30) {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {

@@ -87,6 +87,20 @@ pub fn require_services() -> bool {
         || std::env::var("LATCH_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
 }
 
+/// The Postgres server of `DATABASE_URL`; without one, SKIPPED (or a failure with `CI=true`).
+pub fn postgres_url(test: &str) -> Option<String> {
+    let url = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"));
+    if url.is_none() {
+        if require_services() {
+            panic!("{test}: DATABASE_URL is not set and services are required (CI=true)");
+        }
+        eprintln!("SKIPPED (no Postgres: set DATABASE_URL): {test}");
+    }
+    url
+}
+
 pub async fn spawn_app(backend: Backend, test: &str) -> Option<TestApp> {
     spawn_app_with(backend, test, &[]).await
 }
@@ -97,16 +111,7 @@ pub async fn spawn_app_with(backend: Backend, test: &str, extra: &[(&str, &str)]
     let (db_url, drop_database) = match backend {
         Backend::Sqlite => (format!("sqlite://{}/latch.db", dir.path().display()), None),
         Backend::Postgres => {
-            let Some(url) = std::env::var("DATABASE_URL")
-                .ok()
-                .filter(|u| u.starts_with("postgres"))
-            else {
-                if require_services() {
-                    panic!("{test}: DATABASE_URL is not set and services are required (CI=true)");
-                }
-                eprintln!("SKIPPED (no Postgres: set DATABASE_URL): {test}");
-                return None;
-            };
+            let url = postgres_url(test)?;
             let name = format!("latch_e2e_{}", uuid::Uuid::new_v4().simple());
             admin_sql(&url, &format!("CREATE DATABASE {name}")).await;
             let (base, _) = url.rsplit_once('/').unwrap();

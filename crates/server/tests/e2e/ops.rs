@@ -114,14 +114,7 @@ async fn health_readiness_and_metrics_tell_what_happened() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_cut_makes_the_replica_unready_and_it_recovers_without_a_restart() {
     let test = "postgres_cut";
-    let Some(url) = std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
-    else {
-        if require_services() {
-            panic!("{test}: DATABASE_URL is not set and services are required (CI=true)");
-        }
-        eprintln!("SKIPPED (no Postgres: set DATABASE_URL): {test}");
+    let Some(url) = postgres_url(test) else {
         return;
     };
     // postgres://user@host:port/db → host:port, and the same URL through the proxy.
