@@ -565,7 +565,10 @@ impl Latch {
     /// `POST /v1/totps/recovery_codes`: every usable TOTP with its unused codes.
     pub async fn recovery_codes(&self, p: &Project, user: &UserRef) -> Result<(User, Vec<TotpCodes>), Error> {
         let owner = self.load_user(p, user).await?;
-        let totps = self.store.usable_totps(&p.id, &owner.id, self.now()).await?;
+        // The user's usable TOTPs came with the user: verified first, then newest first.
+        let mut totps = owner.totps.clone();
+        totps.reverse();
+        totps.sort_by_key(|t| !t.verified);
         let ids: Vec<String> = totps.iter().map(|t| t.id.clone()).collect();
         let codes = self.store.unused_recovery_codes(&p.id, &ids).await?;
         let mut out = Vec::with_capacity(totps.len());
