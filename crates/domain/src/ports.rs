@@ -42,6 +42,8 @@ pub trait Store: Send + Sync {
     ) -> Result<(), Error>;
     /// Deletes a user and everything that hangs off it; false if there was none.
     async fn delete_user(&self, project_id: &str, user_id: &str) -> Result<bool, Error>;
+    /// Clears the user's lock and consecutive-failure counter; false if there is no such user.
+    async fn unlock_user(&self, project_id: &str, user_id: &str) -> Result<bool, Error>;
     /// Counts one failed attempt in one conditional write (never on a locked user).
     async fn record_failure(
         &self,

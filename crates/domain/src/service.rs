@@ -228,6 +228,30 @@ impl Latch {
         Ok(NewProject { project, secret })
     }
 
+    /// `latch user unlock`: clears the lock and the consecutive-failure counter.
+    pub async fn unlock_user(&self, p: &Project, user: &UserRef) -> Result<User, Error> {
+        let owner = self.load_user(p, user).await?;
+        if !self.store.unlock_user(&p.id, &owner.id).await? {
+            return Err(Error::UserNotFound);
+        }
+        tracing::info!(user_id = %owner.id, "user unlocked by an operator");
+        self.reload(p, &owner.id).await
+    }
+
+    /// `latch user reset-totp`: deletes the user's TOTPs (a lost device), which ends the
+    /// sessions they minted. Returns the user afterwards and how many TOTPs went.
+    pub async fn reset_totps(&self, p: &Project, user: &UserRef) -> Result<(User, usize), Error> {
+        let owner = self.load_user(p, user).await?;
+        let mut removed = 0;
+        for t in &owner.totps {
+            if self.store.delete_totp(&p.id, &t.id, self.now()).await?.is_some() {
+                removed += 1;
+            }
+        }
+        tracing::info!(user_id = %owner.id, removed, "TOTPs reset by an operator");
+        Ok((self.reload(p, &owner.id).await?, removed))
+    }
+
     pub async fn count_projects(&self) -> Result<u64, Error> {
         self.store.count_projects().await
     }
@@ -837,7 +861,8 @@ impl Latch {
         Ok(k.public)
     }
 
-    async fn project(&self, project_id: &str) -> Result<Project, Error> {
+    /// A project by id (`project_not_found` otherwise); also for the admin commands.
+    pub async fn project(&self, project_id: &str) -> Result<Project, Error> {
         if ids::project_environment(project_id).is_none() {
             return Err(Error::ProjectNotFound);
         }

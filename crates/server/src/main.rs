@@ -41,6 +41,11 @@ enum Command {
         #[command(subcommand)]
         command: ProjectCommand,
     },
+    /// Look after one user of a project.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Manage the key ring that seals secrets at rest.
     Keys {
         #[command(subcommand)]
@@ -62,6 +67,28 @@ enum ProjectCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Print the user (with --json, the same JSON as `GET /v1/users/{id}`).
+    Show(UserArgs),
+    /// Clear the user's lock and consecutive-failure counter.
+    Unlock(UserArgs),
+    /// Delete the user's TOTPs (a lost device); the sessions they minted end.
+    ResetTotp(UserArgs),
+}
+
+#[derive(clap::Args)]
+struct UserArgs {
+    /// The project the user belongs to.
+    #[arg(long)]
+    project: String,
+    /// A user id or external id.
+    user: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -172,11 +199,68 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }),
+        Some(Command::User { command }) => runtime.block_on(user_command(&settings, command)),
         Some(Command::Keys {
             command: KeysCommand::Generate,
         })
         | Some(Command::Healthcheck { .. }) => Ok(()),
     }
+}
+
+/// The JSON of `GET /v1/users/{id}` for `user`.
+fn user_json(user: &domain::model::User) -> anyhow::Result<serde_json::Value> {
+    Ok(serde_json::to_value(api::dto::GetUserResponse {
+        status_code: 200,
+        request_id: api::request_id::current(),
+        user: api::dto::User::from(user),
+    })?)
+}
+
+async fn user_command(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
+    let (latch, db) = server::services(settings, Arc::new(SystemClock)).await?;
+    let result = async {
+        let args = match &command {
+            UserCommand::Show(a) | UserCommand::Unlock(a) | UserCommand::ResetTotp(a) => a,
+        };
+        let p = latch.project(&args.project).await?;
+        let user = domain::ids::UserRef::parse(&args.user, p.env)?;
+        Ok::<_, domain::Error>(match &command {
+            UserCommand::Show(_) => (latch.get_user(&p, &user).await?, None),
+            UserCommand::Unlock(_) => (latch.unlock_user(&p, &user).await?, None),
+            UserCommand::ResetTotp(_) => {
+                let (u, n) = latch.reset_totps(&p, &user).await?;
+                (u, Some(n))
+            }
+        })
+    }
+    .await;
+    db.close().await?;
+    let (user, removed) = result.map_err(|e| anyhow::anyhow!("{} ({})", e.message(), e.error_type()))?;
+    let json = match &command {
+        UserCommand::Show(a) | UserCommand::Unlock(a) | UserCommand::ResetTotp(a) => a.json,
+    };
+    match (&command, json) {
+        (UserCommand::ResetTotp(_), true) => println!(
+            "{}",
+            serde_json::json!({"user_id": user.id, "totps_removed": removed, "user": user_json(&user)?})
+        ),
+        (_, true) => println!("{}", user_json(&user)?),
+        (UserCommand::Show(_), false) => println!(
+            "{} status={} locked={} totps={} created_at={}",
+            user.id,
+            user.status.as_str(),
+            user.lock.is_some(),
+            user.totps.len(),
+            user.created_at
+        ),
+        (UserCommand::Unlock(_), false) => println!("unlocked {}", user.id),
+        (UserCommand::ResetTotp(_), false) => println!(
+            "removed {} TOTP(s) of {}; the sessions they minted have ended",
+            removed.unwrap_or(0),
+            user.id
+        ),
+    }
+    Ok(())
 }
 
 /// Asks `GET /healthz` over plain HTTP/1.1 with std alone (a TLS listener is checked for

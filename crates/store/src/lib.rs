@@ -892,6 +892,19 @@ impl domain::ports::Store for Db {
         txn.commit().await.map_err(db_err)
     }
 
+    async fn unlock_user(&self, project_id: &str, user_id: &str) -> Result<bool, Error> {
+        let r = user::Entity::update_many()
+            .col_expr(user::Column::FailedAttempts, Expr::value(0))
+            .col_expr(user::Column::LockCreatedAt, Expr::value(Option::<i64>::None))
+            .col_expr(user::Column::LockExpiresAt, Expr::value(Option::<i64>::None))
+            .filter(user::Column::Id.eq(user_id))
+            .filter(user::Column::ProjectId.eq(project_id))
+            .exec(&self.conn)
+            .await
+            .map_err(db_err)?;
+        Ok(r.rows_affected == 1)
+    }
+
     async fn delete_user(&self, project_id: &str, user_id: &str) -> Result<bool, Error> {
         let txn = self.write().await?;
         // Lock order everywhere: user, then TOTP, then sessions (no deadlock cycles). The row is

@@ -27,6 +27,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub project_id: String,
     pub secret: String,
+    /// The key ring's one key (`LATCH__KEYS__RING__K1`), for commands run on the same data.
+    pub key: String,
     pub clock: Arc<ManualClock>,
     pub latch: Arc<Latch>,
     pub db_url: String,
@@ -126,7 +128,7 @@ pub async fn spawn_app_with(backend: Backend, test: &str, extra: &[(&str, &str)]
         ("LATCH__DATABASE__URL".into(), db_url.clone()),
         ("LATCH__DATABASE__MAX_CONNECTIONS".into(), "4".into()),
         ("LATCH__KEYS__ACTIVE".into(), "k1".into()),
-        ("LATCH__KEYS__RING__K1".into(), key),
+        ("LATCH__KEYS__RING__K1".into(), key.clone()),
         ("LATCH__BOOTSTRAP__FIRST_PROJECT".into(), "false".into()),
         // Tests fire requests far faster than any client; the limits have their own tests.
         ("LATCH__RATELIMIT__PROJECT_ROUTE__RATE".into(), "1000000".into()),
@@ -159,6 +161,7 @@ pub async fn spawn_app_with(backend: Backend, test: &str, extra: &[(&str, &str)]
         client: reqwest::Client::new(),
         project_id: created.project.id,
         secret: created.secret,
+        key,
         clock,
         latch,
         db_url,

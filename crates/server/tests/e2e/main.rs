@@ -3,6 +3,7 @@
 // Test code: a failed unwrap is a failed test (clippy.toml allows it only in #[test] fns).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod admin;
 mod binary;
 mod flows;
 mod helpers;

@@ -1,0 +1,111 @@
+//! The operator's `latch user …` commands against the data of a running server, on SQLite and
+//! on Postgres: `--json` shapes, what each changes, and the exit codes of bad input.
+
+use crate::helpers::*;
+use serde_json::{Value, json};
+use std::process::Command;
+
+/// Runs `latch ARGS` on the app's database and key ring: (exit ok, stdout, stderr).
+fn latch(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_latch"))
+        .args(args)
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env("LATCH_ENV", "test")
+        .env("LATCH__DATABASE__URL", &app.db_url)
+        .env("LATCH__KEYS__ACTIVE", "k1")
+        .env("LATCH__KEYS__RING__K1", &app.key)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn without_request_id(mut v: Value) -> Value {
+    v.as_object_mut().unwrap().remove("request_id");
+    v
+}
+
+async fn user_commands(backend: Backend) {
+    let test = format!("admin_user_commands_{backend:?}");
+    let Some(app) = spawn_app_with(backend, &test, &[("LATCH__LOCK__MAX_FAILURES", "2")]).await else {
+        return;
+    };
+    let uid = app.create_user("admin@example.com").await;
+    let (_, secret, _) = app.create_totp(&uid).await;
+    let session = app
+        .post(
+            "/v1/totps/authenticate",
+            json!({"user_id": uid, "totp_code": app.code(&secret, 0), "session_duration_minutes": 60}),
+        )
+        .await;
+    let token = session.assert_ok()["session_token"].as_str().unwrap().to_owned();
+    for _ in 0..2 {
+        app.authenticate(&uid, &app.wrong_code(&secret)).await;
+    }
+    assert_eq!(app.get_user(&uid).await.body["is_locked"], true);
+    let pid = app.project_id.clone();
+
+    // show --json is GET /v1/users/{id}.
+    let (ok, out, err) = latch(&app, &["user", "show", "--project", &pid, &uid, "--json"]);
+    assert!(ok, "{err}");
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        without_request_id(shown),
+        without_request_id(app.get_user(&uid).await.body)
+    );
+    let (ok, out, _) = latch(&app, &["user", "show", "--project", &pid, &uid]);
+    assert!(ok && out.contains("locked=true") && out.contains(&uid), "{out}");
+
+    // unlock clears the lock and the counter: the right code works again at once.
+    let (ok, out, err) = latch(&app, &["user", "unlock", "--project", &pid, &uid, "--json"]);
+    assert!(ok, "{err}");
+    let unlocked: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(unlocked["is_locked"], false);
+    assert_eq!(app.get_user(&uid).await.body["is_locked"], false);
+    app.authenticate(&uid, &app.code(&secret, 1)).await.assert_ok();
+
+    // reset-totp deletes the TOTPs and ends the sessions they minted.
+    let (ok, out, err) = latch(&app, &["user", "reset-totp", "--project", &pid, &uid, "--json"]);
+    assert!(ok, "{err}");
+    let reset: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(reset["user_id"], uid.as_str());
+    assert_eq!(reset["totps_removed"], 1);
+    assert_eq!(reset["user"]["totps"], json!([]));
+    assert_eq!(app.get_user(&uid).await.body["totps"], json!([]));
+    app.post("/v1/sessions/authenticate", json!({"session_token": token}))
+        .await
+        .assert_error(404, "session_not_found");
+    app.create_totp(&uid).await; // a new device can be enrolled
+
+    // Bad input: clear messages and a failing exit code.
+    let unknown_project = "project-test-00000000-0000-4000-8000-000000000000";
+    let (ok, _, err) = latch(&app, &["user", "show", "--project", unknown_project, &uid]);
+    assert!(!ok && err.contains("project_not_found"), "{err}");
+    let unknown_user = "user-test-00000000-0000-4000-8000-000000000000";
+    for cmd in ["show", "unlock", "reset-totp"] {
+        let (ok, out, err) = latch(&app, &["user", cmd, "--project", &pid, unknown_user, "--json"]);
+        assert!(
+            !ok && out.is_empty() && err.contains("user_not_found"),
+            "{cmd}: {err}"
+        );
+    }
+    let (ok, _, err) = latch(&app, &["user", "show", "--project", &pid, "not a user id!"]);
+    assert!(!ok && err.contains("invalid_user_id"), "{err}");
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_commands_on_sqlite() {
+    user_commands(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_commands_on_postgres() {
+    user_commands(Backend::Postgres).await;
+}
