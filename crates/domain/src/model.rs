@@ -14,6 +14,25 @@ pub struct Project {
     pub name: String,
 }
 
+/// A project as the admin commands list it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectInfo {
+    pub project: Project,
+    pub created_at: i64,
+    /// Ids and creation times of the secrets that still work, oldest first.
+    pub active_secrets: Vec<(String, i64)>,
+}
+
+/// What revoking a project secret did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretRevocation {
+    Revoked,
+    /// No active secret of that id in that project.
+    NotFound,
+    /// Refused: it is the project's last working secret.
+    LastSecret,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserStatus {
     Active,

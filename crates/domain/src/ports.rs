@@ -20,6 +20,24 @@ pub trait Store: Send + Sync {
         now: i64,
     ) -> Result<(), Error>;
     async fn count_projects(&self) -> Result<u64, Error>;
+    async fn list_projects(&self) -> Result<Vec<ProjectInfo>, Error>;
+    async fn rename_project(&self, project_id: &str, name: &str) -> Result<bool, Error>;
+    /// Removes the project and every row that belongs to it, in one transaction.
+    async fn delete_project(&self, project_id: &str) -> Result<bool, Error>;
+    async fn insert_secret(
+        &self,
+        project_id: &str,
+        secret_id: &str,
+        hash: &[u8],
+        now: i64,
+    ) -> Result<(), Error>;
+    /// Revokes one active secret, never the project's last one.
+    async fn revoke_secret(
+        &self,
+        project_id: &str,
+        secret_id: &str,
+        now: i64,
+    ) -> Result<SecretRevocation, Error>;
 
     /// Inserts a user; unique violations become `DuplicateEmail` and friends.
     async fn insert_user(&self, project_id: &str, user: &NewUser) -> Result<(), Error>;

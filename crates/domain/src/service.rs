@@ -173,6 +173,28 @@ fn after_success(mut owner: User, totp_id: &str) -> User {
     owner
 }
 
+/// A project name, trimmed: 1 to 100 characters and no ':' (it is the issuer in authenticator
+/// apps).
+fn project_name(name: &str) -> Result<&str, Error> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 100 || name.contains(':') {
+        return Err(Error::BadRequest(
+            "a project name is 1 to 100 characters and has no ':' (it is the issuer in authenticator apps)"
+                .into(),
+        ));
+    }
+    Ok(name)
+}
+
+/// A new project secret and its id.
+fn new_secret(env: Environment) -> Result<(String, String), Error> {
+    let secret = format!(
+        "secret-{env}-{}",
+        data_encoding::BASE64URL.encode(&crate::random::bytes::<26>()?)
+    );
+    Ok((ids::mint(Kind::Secret, env), secret))
+}
+
 /// At most this many projects' credentials are kept; past it the cache starts over.
 const CREDENTIALS_CACHE_MAX: usize = 10_000;
 
@@ -205,27 +227,73 @@ impl Latch {
     /// Creates a project and its first secret (`secret-<env>-` + 26 random bytes, base64url);
     /// only the secret's SHA-256 is stored (spec §5.12).
     pub async fn create_project(&self, name: &str, env: Environment) -> Result<NewProject, Error> {
-        let name = name.trim();
-        if name.is_empty() || name.len() > 100 || name.contains(':') {
-            return Err(Error::BadRequest(
-                "a project name is 1 to 100 characters and has no ':' (it is the issuer in authenticator apps)"
-                    .into(),
-            ));
-        }
+        let name = project_name(name)?;
         let project = Project {
             id: ids::mint(Kind::Project, env),
             env,
             name: name.to_owned(),
         };
-        let secret = format!(
-            "secret-{env}-{}",
-            data_encoding::BASE64URL.encode(&crate::random::bytes::<26>()?)
-        );
-        let secret_id = ids::mint(Kind::Secret, env);
+        let (secret_id, secret) = new_secret(env)?;
         self.store
             .insert_project(&project, &secret_id, &secret_hash(&secret), self.now())
             .await?;
         Ok(NewProject { project, secret })
+    }
+
+    /// `latch project list`.
+    pub async fn list_projects(&self) -> Result<Vec<ProjectInfo>, Error> {
+        self.store.list_projects().await
+    }
+
+    /// `latch project rename`: the name is the issuer new QR codes show.
+    pub async fn rename_project(&self, project_id: &str, name: &str) -> Result<Project, Error> {
+        let name = project_name(name)?;
+        let p = self.project(project_id).await?;
+        if !self.store.rename_project(&p.id, name).await? {
+            return Err(Error::ProjectNotFound);
+        }
+        self.forget_credentials(&p.id);
+        Ok(Project {
+            name: name.to_owned(),
+            ..p
+        })
+    }
+
+    /// `latch project delete`: the project and every row of it.
+    pub async fn delete_project(&self, project_id: &str) -> Result<(), Error> {
+        let p = self.project(project_id).await?;
+        if !self.store.delete_project(&p.id).await? {
+            return Err(Error::ProjectNotFound);
+        }
+        self.forget_credentials(&p.id);
+        tracing::warn!(project_id = %p.id, "project deleted by an operator");
+        Ok(())
+    }
+
+    /// `latch project secret add`: one more working secret (shown only in this answer).
+    pub async fn add_secret(&self, project_id: &str) -> Result<(String, String), Error> {
+        let p = self.project(project_id).await?;
+        let (secret_id, secret) = new_secret(p.env)?;
+        self.store
+            .insert_secret(&p.id, &secret_id, &secret_hash(&secret), self.now())
+            .await?;
+        self.forget_credentials(&p.id);
+        Ok((secret_id, secret))
+    }
+
+    /// `latch project secret revoke`: stops one secret working (on other replicas within
+    /// `Policy::credentials_ttl`); never the project's last one.
+    pub async fn revoke_secret(&self, project_id: &str, secret_id: &str) -> Result<SecretRevocation, Error> {
+        let p = self.project(project_id).await?;
+        let outcome = self.store.revoke_secret(&p.id, secret_id, self.now()).await?;
+        self.forget_credentials(&p.id);
+        Ok(outcome)
+    }
+
+    fn forget_credentials(&self, project_id: &str) {
+        if let Ok(mut cache) = self.credentials.lock() {
+            cache.remove(project_id);
+        }
     }
 
     /// `latch user unlock`: clears the lock and the consecutive-failure counter.

@@ -67,6 +67,51 @@ enum ProjectCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List the projects with the ids of their working secrets.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rename a project (the issuer new authenticator entries show).
+    Rename {
+        project: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a project and every row of it: users, TOTPs, codes, sessions, keys, secrets.
+    Delete {
+        project: String,
+        /// Required: the deletion cannot be undone.
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add or revoke a project's secrets (a project may have several while an application moves).
+    Secret {
+        #[command(subcommand)]
+        command: SecretCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretCommand {
+    /// Add a working secret, shown only this once.
+    Add {
+        project: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke one secret (never the last); other replicas stop accepting it within
+    /// server.credentials_cache_secs.
+    Revoke {
+        project: String,
+        secret_id: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -200,11 +245,122 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }),
         Some(Command::User { command }) => runtime.block_on(user_command(&settings, command)),
+        Some(Command::Project { command }) => runtime.block_on(project_command(&settings, command)),
         Some(Command::Keys {
             command: KeysCommand::Generate,
         })
         | Some(Command::Healthcheck { .. }) => Ok(()),
     }
+}
+
+/// The project commands other than create; each prints a line, or JSON with --json.
+async fn project_command(settings: &Settings, command: ProjectCommand) -> anyhow::Result<()> {
+    if let ProjectCommand::Delete { yes: false, .. } = command {
+        anyhow::bail!("project delete removes every user, TOTP and session of the project: add --yes");
+    }
+    let (latch, db) = server::services(settings, Arc::new(SystemClock)).await?;
+    let result = project_run(&latch, command).await;
+    db.close().await?;
+    let (json, text) = result.map_err(|e| anyhow::anyhow!("{} ({})", e.message(), e.error_type()))?;
+    match json {
+        Some(v) => println!("{v}"),
+        None => println!("{text}"),
+    }
+    Ok(())
+}
+
+/// Runs one project command: (the JSON when --json was given, the text otherwise).
+async fn project_run(
+    latch: &domain::service::Latch,
+    command: ProjectCommand,
+) -> Result<(Option<serde_json::Value>, String), domain::Error> {
+    use serde_json::json;
+    let pick = |json: bool, v: serde_json::Value| json.then_some(v);
+    Ok(match command {
+        ProjectCommand::Create { .. } => (None, String::new()),
+        ProjectCommand::List { json } => {
+            let projects = latch.list_projects().await?;
+            let v = json!({"projects": projects.iter().map(|p| json!({
+                "project_id": p.project.id,
+                "name": p.project.name,
+                "environment": p.project.env.as_str(),
+                "created_at": p.created_at,
+                "secret_ids": p.active_secrets.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>()});
+            let text = projects
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}  {}  ({} working secret(s))",
+                        p.project.id,
+                        p.project.name,
+                        p.active_secrets.len()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            (
+                pick(json, v),
+                if text.is_empty() {
+                    "no projects".into()
+                } else {
+                    text
+                },
+            )
+        }
+        ProjectCommand::Rename { project, name, json } => {
+            let p = latch.rename_project(&project, &name).await?;
+            (
+                pick(json, json!({"project_id": p.id, "name": p.name})),
+                format!("{} is now named {:?}", p.id, p.name),
+            )
+        }
+        ProjectCommand::Delete { project, json, .. } => {
+            latch.delete_project(&project).await?;
+            (
+                pick(json, json!({"project_id": project, "deleted": true})),
+                format!("deleted {project} and every row of it"),
+            )
+        }
+        ProjectCommand::Secret {
+            command: SecretCommand::Add { project, json },
+        } => {
+            let (secret_id, secret) = latch.add_secret(&project).await?;
+            (
+                pick(
+                    json,
+                    json!({"project_id": project, "secret_id": secret_id, "secret": secret}),
+                ),
+                format!("secret_id: {secret_id}\nsecret:    {secret}\nThe secret is shown only this once."),
+            )
+        }
+        ProjectCommand::Secret {
+            command:
+                SecretCommand::Revoke {
+                    project,
+                    secret_id,
+                    json,
+                },
+        } => match latch.revoke_secret(&project, &secret_id).await? {
+            domain::model::SecretRevocation::Revoked => (
+                pick(
+                    json,
+                    json!({"project_id": project, "secret_id": secret_id, "revoked": true}),
+                ),
+                format!("revoked {secret_id}"),
+            ),
+            domain::model::SecretRevocation::NotFound => {
+                return Err(domain::Error::BadRequest(format!(
+                    "{secret_id} is not a working secret of {project}"
+                )));
+            }
+            domain::model::SecretRevocation::LastSecret => {
+                return Err(domain::Error::BadRequest(format!(
+                    "{secret_id} is the last working secret of {project}; add another first"
+                )));
+            }
+        },
+    })
 }
 
 /// The JSON of `GET /v1/users/{id}` for `user`.

@@ -725,6 +725,176 @@ impl domain::ports::Store for Db {
         txn.commit().await.map_err(db_err)
     }
 
+    async fn list_projects(&self) -> Result<Vec<ProjectInfo>, Error> {
+        let projects = project::Entity::find()
+            .order_by_asc(project::Column::CreatedAt)
+            .order_by_asc(project::Column::Id)
+            .all(&self.conn)
+            .await
+            .map_err(db_err)?;
+        let secrets = project_secret::Entity::find()
+            .filter(project_secret::Column::RevokedAt.is_null())
+            .order_by_asc(project_secret::Column::CreatedAt)
+            .order_by_asc(project_secret::Column::Id)
+            .all(&self.conn)
+            .await
+            .map_err(db_err)?;
+        projects
+            .into_iter()
+            .map(|p| {
+                let env = domain::ids::Environment::parse(&p.environment).ok_or_else(|| {
+                    Error::internal(format!("project {} has environment {:?}", p.id, p.environment))
+                })?;
+                Ok(ProjectInfo {
+                    active_secrets: secrets
+                        .iter()
+                        .filter(|s| s.project_id == p.id)
+                        .map(|s| (s.id.clone(), s.created_at))
+                        .collect(),
+                    created_at: p.created_at,
+                    project: Project {
+                        id: p.id,
+                        env,
+                        name: p.name,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn rename_project(&self, project_id: &str, name: &str) -> Result<bool, Error> {
+        let r = project::Entity::update_many()
+            .col_expr(project::Column::Name, Expr::value(name))
+            .filter(project::Column::Id.eq(project_id))
+            .exec(&self.conn)
+            .await
+            .map_err(db_err)?;
+        Ok(r.rows_affected == 1)
+    }
+
+    async fn delete_project(&self, project_id: &str) -> Result<bool, Error> {
+        let txn = self.write().await?;
+        let result = async {
+            // Children first, the project row last (its count says whether it existed).
+            session::Entity::delete_many()
+                .filter(session::Column::ProjectId.eq(project_id))
+                .exec(&txn)
+                .await?;
+            recovery_code::Entity::delete_many()
+                .filter(recovery_code::Column::ProjectId.eq(project_id))
+                .exec(&txn)
+                .await?;
+            totp::Entity::delete_many()
+                .filter(totp::Column::ProjectId.eq(project_id))
+                .exec(&txn)
+                .await?;
+            user_email::Entity::delete_many()
+                .filter(user_email::Column::ProjectId.eq(project_id))
+                .exec(&txn)
+                .await?;
+            user_phone::Entity::delete_many()
+                .filter(user_phone::Column::ProjectId.eq(project_id))
+                .exec(&txn)
+                .await?;
+            user::Entity::delete_many()
+                .filter(user::Column::ProjectId.eq(project_id))
+                .exec(&txn)
+                .await?;
+            signing_key::Entity::delete_many()
+                .filter(signing_key::Column::ProjectId.eq(project_id))
+                .exec(&txn)
+                .await?;
+            project_secret::Entity::delete_many()
+                .filter(project_secret::Column::ProjectId.eq(project_id))
+                .exec(&txn)
+                .await?;
+            project::Entity::delete_many()
+                .filter(project::Column::Id.eq(project_id))
+                .exec(&txn)
+                .await
+        }
+        .await;
+        match result {
+            Ok(r) => {
+                txn.commit().await.map_err(db_err)?;
+                Ok(r.rows_affected == 1)
+            }
+            Err(e) => {
+                txn.rollback().await.map_err(db_err)?;
+                Err(db_err(e))
+            }
+        }
+    }
+
+    async fn insert_secret(
+        &self,
+        project_id: &str,
+        secret_id: &str,
+        hash: &[u8],
+        now: i64,
+    ) -> Result<(), Error> {
+        project_secret::Entity::insert(project_secret::ActiveModel {
+            id: Set(secret_id.to_owned()),
+            project_id: Set(project_id.to_owned()),
+            secret_hash: Set(hash.to_vec()),
+            created_at: Set(now),
+            revoked_at: Set(None),
+        })
+        .exec(&self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn revoke_secret(
+        &self,
+        project_id: &str,
+        secret_id: &str,
+        now: i64,
+    ) -> Result<SecretRevocation, Error> {
+        let txn = self.write().await?;
+        let result = async {
+            // Touching the project row first serialises revocations of one project (Postgres
+            // holds the row lock to the end; SQLite's write transaction is already exclusive),
+            // so two revocations at once cannot leave it without a working secret.
+            project::Entity::update_many()
+                .col_expr(project::Column::Name, Expr::col(project::Column::Name))
+                .filter(project::Column::Id.eq(project_id))
+                .exec(&txn)
+                .await?;
+            let active = project_secret::Entity::find()
+                .filter(project_secret::Column::ProjectId.eq(project_id))
+                .filter(project_secret::Column::RevokedAt.is_null())
+                .all(&txn)
+                .await?;
+            if !active.iter().any(|s| s.id == secret_id) {
+                return Ok(SecretRevocation::NotFound);
+            }
+            if active.len() < 2 {
+                return Ok(SecretRevocation::LastSecret);
+            }
+            project_secret::Entity::update_many()
+                .col_expr(project_secret::Column::RevokedAt, Expr::value(now))
+                .filter(project_secret::Column::Id.eq(secret_id))
+                .filter(project_secret::Column::ProjectId.eq(project_id))
+                .filter(project_secret::Column::RevokedAt.is_null())
+                .exec(&txn)
+                .await?;
+            Ok::<_, DbErr>(SecretRevocation::Revoked)
+        }
+        .await;
+        match result {
+            Ok(outcome) => {
+                txn.commit().await.map_err(db_err)?;
+                Ok(outcome)
+            }
+            Err(e) => {
+                txn.rollback().await.map_err(db_err)?;
+                Err(db_err(e))
+            }
+        }
+    }
+
     async fn count_projects(&self) -> Result<u64, Error> {
         project::Entity::find().count(&self.conn).await.map_err(db_err)
     }

@@ -109,3 +109,136 @@ async fn user_commands_on_sqlite() {
 async fn user_commands_on_postgres() {
     user_commands(Backend::Postgres).await;
 }
+
+/// Polls until `GET /v1/users/{uid}` as (project, secret) answers `status`, for at most 5 s
+/// (the running server trusts credentials it looked up for `server.credentials_cache_secs`).
+async fn until_status_as(app: &TestApp, project: &str, secret: &str, path: &str, status: u16) -> u16 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let got = app
+            .call_as(project, secret, reqwest::Method::GET, path, None)
+            .await
+            .status
+            .as_u16();
+        if got == status || std::time::Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn project_commands(backend: Backend) {
+    let test = format!("admin_project_commands_{backend:?}");
+    let extra = [("LATCH__SERVER__CREDENTIALS_CACHE_SECS", "1")];
+    let Some(app) = spawn_app_with(backend, &test, &extra).await else {
+        return;
+    };
+    let pid = app.project_id.clone();
+    let uid = app.create_user("projects@example.com").await;
+    let path = format!("/v1/users/{uid}");
+
+    let (ok, out, err) = latch(&app, &["project", "list", "--json"]);
+    assert!(ok, "{err}");
+    let list: Value = serde_json::from_str(&out).unwrap();
+    let mine = list["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["project_id"] == pid.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(mine["name"], "Acme");
+    assert_eq!(mine["environment"], "test");
+    let first_secret_id = mine["secret_ids"][0].as_str().unwrap().to_owned();
+    assert_eq!(mine["secret_ids"].as_array().unwrap().len(), 1);
+
+    let (ok, out, err) = latch(
+        &app,
+        &["project", "rename", &pid, "--name", "Acme Rebrand", "--json"],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["name"],
+        "Acme Rebrand"
+    );
+    let (ok, _, err) = latch(&app, &["project", "rename", &pid, "--name", "has:colon"]);
+    assert!(!ok && err.contains("no ':'"), "{err}");
+
+    // A second secret works on the running server; revoking the first stops it there.
+    let (ok, out, err) = latch(&app, &["project", "secret", "add", &pid, "--json"]);
+    assert!(ok, "{err}");
+    let added: Value = serde_json::from_str(&out).unwrap();
+    let new_secret = added["secret"].as_str().unwrap().to_owned();
+    let new_id = added["secret_id"].as_str().unwrap().to_owned();
+    assert_eq!(until_status_as(&app, &pid, &new_secret, &path, 200).await, 200);
+    let (ok, out, err) = latch(
+        &app,
+        &["project", "secret", "revoke", &pid, &first_secret_id, "--json"],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["revoked"], true);
+    assert_eq!(
+        until_status_as(&app, &pid, &app.secret, &path, 401).await,
+        401,
+        "revoked within the cache TTL"
+    );
+    app.call_as(&pid, &new_secret, reqwest::Method::GET, &path, None)
+        .await
+        .assert_ok();
+    let (ok, _, err) = latch(&app, &["project", "secret", "revoke", &pid, &new_id]);
+    assert!(!ok && err.contains("last working secret"), "{err}");
+    let (ok, _, err) = latch(&app, &["project", "secret", "revoke", &pid, &first_secret_id]);
+    assert!(!ok && err.contains("not a working secret"), "{err}");
+
+    // Delete asks for --yes, then removes the project and every row of it.
+    let (ok, _, err) = latch(&app, &["project", "delete", &pid]);
+    assert!(!ok && err.contains("--yes"), "{err}");
+    let (ok, out, err) = latch(&app, &["project", "delete", &pid, "--yes", "--json"]);
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["deleted"], true);
+    assert_eq!(until_status_as(&app, &pid, &new_secret, &path, 401).await, 401);
+    let (_, out, _) = latch(&app, &["project", "list", "--json"]);
+    assert!(!out.contains(&pid), "{out}");
+    {
+        use sea_orm::ConnectionTrait;
+        let conn = sea_orm::Database::connect(&app.db_url).await.unwrap();
+        for table in ["users", "user_emails", "totps", "project_secrets", "projects"] {
+            let column = if table == "projects" { "id" } else { "project_id" };
+            let row = conn
+                .query_one_raw(sea_orm::Statement::from_string(
+                    conn.get_database_backend(),
+                    format!("SELECT COUNT(*) AS n FROM {table} WHERE {column} = '{pid}'"),
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                row.try_get::<i64>("", "n").unwrap(),
+                0,
+                "{table} keeps no row of it"
+            );
+        }
+        conn.close().await.unwrap();
+    }
+    let (ok, _, err) = latch(&app, &["user", "show", "--project", &pid, &uid]);
+    assert!(!ok && err.contains("project_not_found"), "{err}");
+    for args in [
+        vec!["project", "rename", pid.as_str(), "--name", "X"],
+        vec!["project", "delete", pid.as_str(), "--yes"],
+        vec!["project", "secret", "add", pid.as_str()],
+    ] {
+        let (ok, _, err) = latch(&app, &args);
+        assert!(!ok && err.contains("project_not_found"), "{args:?}: {err}");
+    }
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn project_commands_on_sqlite() {
+    project_commands(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn project_commands_on_postgres() {
+    project_commands(Backend::Postgres).await;
+}
