@@ -41,6 +41,13 @@ enum Command {
         #[command(subcommand)]
         command: ProjectCommand,
     },
+    /// Copy the SQLite database, consistently, while the server runs (`VACUUM INTO`).
+    Backup {
+        /// Where to write the copy (must not exist).
+        path: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Look after one user of a project.
     User {
         #[command(subcommand)]
@@ -245,6 +252,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }),
         Some(Command::User { command }) => runtime.block_on(user_command(&settings, command)),
+        Some(Command::Backup { path, json }) => runtime.block_on(async {
+            if path.exists() {
+                anyhow::bail!("{} exists; the backup goes to a new file", path.display());
+            }
+            let (_, db) = server::services(&settings, Arc::new(SystemClock)).await?;
+            let done = db.backup_sqlite(&path).await;
+            db.close().await?;
+            done.with_context(|| format!("backing up to {}", path.display()))?;
+            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if json {
+                println!("{}", serde_json::json!({"path": path, "bytes": bytes}));
+            } else {
+                println!("backed up to {} ({bytes} bytes)", path.display());
+            }
+            eprintln!(
+                "latch: keep the key ring (keys.ring, or {}) with this copy: without it no TOTP in it can be read",
+                settings.keys.file
+            );
+            Ok(())
+        }),
         Some(Command::Project { command }) => runtime.block_on(project_command(&settings, command)),
         Some(Command::Keys {
             command: KeysCommand::Generate,

@@ -103,6 +103,24 @@ impl Db {
         })
     }
 
+    /// A consistent copy of a SQLite database at `path` while it is in use (`VACUUM INTO`).
+    /// Postgres has `pg_dump` for this.
+    pub async fn backup_sqlite(&self, path: &std::path::Path) -> Result<(), DbErr> {
+        if self.backend() != DatabaseBackend::Sqlite {
+            return Err(DbErr::Custom(
+                "latch backup copies SQLite databases; back up Postgres with pg_dump (README)".into(),
+            ));
+        }
+        let path = path
+            .to_str()
+            .ok_or_else(|| DbErr::Custom("the backup path is not UTF-8".into()))?;
+        let quoted = path.replace('\'', "''");
+        self.conn
+            .execute_unprepared(&format!("VACUUM INTO '{quoted}'"))
+            .await
+            .map(|_| ())
+    }
+
     pub fn backend(&self) -> DatabaseBackend {
         self.conn.get_database_backend()
     }

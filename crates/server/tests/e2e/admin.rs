@@ -242,3 +242,147 @@ async fn project_commands_on_sqlite() {
 async fn project_commands_on_postgres() {
     project_commands(Backend::Postgres).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_then_restore_into_a_fresh_folder_authenticates_the_same_users() {
+    let app = spawn_app_with(Backend::Sqlite, "backup", &[]).await.unwrap();
+    let uid = app.create_user("backup@example.com").await;
+    let (_, secret, codes) = app.create_totp(&uid).await;
+    app.authenticate(&uid, &app.code(&secret, 0)).await.assert_ok();
+
+    // An online copy, taken while the server runs.
+    let saved = tempfile::tempdir().unwrap();
+    let copy = saved.path().join("latch-backup.db");
+    let copy_arg = copy.display().to_string();
+    let (ok, out, err) = latch(&app, &["backup", &copy_arg, "--json"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("keep the key ring"), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(v["bytes"].as_u64().unwrap() > 4096);
+    let (ok, _, err) = latch(&app, &["backup", &copy_arg]);
+    assert!(!ok && err.contains("exists"), "{err}");
+    app.post("/v1/users", json!({"email": "after-backup@example.com"}))
+        .await
+        .assert_ok();
+
+    // Restore: the copy becomes the database of a fresh data folder, with the same key ring.
+    let fresh = tempfile::tempdir().unwrap();
+    std::fs::copy(&copy, fresh.path().join("latch.db")).unwrap();
+    let url = format!("sqlite://{}/latch.db", fresh.path().display());
+    let restored = spawn_app_with(
+        Backend::Sqlite,
+        "restored",
+        &[
+            ("LATCH__DATABASE__URL", url.as_str()),
+            ("LATCH__KEYS__RING__K1", app.key.as_str()),
+        ],
+    )
+    .await
+    .unwrap();
+    let r = restored
+        .call_as(
+            &app.project_id,
+            &app.secret,
+            reqwest::Method::GET,
+            &format!("/v1/users/{uid}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.assert_ok()["emails"][0]["email"], "backup@example.com");
+    // The same secret gives the same codes (the step already used stays used).
+    let r = restored
+        .call_as(
+            &app.project_id,
+            &app.secret,
+            reqwest::Method::POST,
+            "/v1/totps/authenticate",
+            Some(json!({"user_id": uid, "totp_code": app.code(&secret, 0)})),
+        )
+        .await;
+    r.assert_error(400, "totp_code_already_authenticated");
+    restored
+        .call_as(
+            &app.project_id,
+            &app.secret,
+            reqwest::Method::POST,
+            "/v1/totps/authenticate",
+            Some(json!({"user_id": uid, "totp_code": app.code(&secret, 1)})),
+        )
+        .await
+        .assert_ok();
+    restored
+        .call_as(
+            &app.project_id,
+            &app.secret,
+            reqwest::Method::POST,
+            "/v1/totps/recover",
+            Some(json!({"user_id": uid, "recovery_code": codes[0]})),
+        )
+        .await
+        .assert_ok();
+    // What came after the backup is not in it.
+    let search = restored.call_as(&app.project_id, &app.secret,
+        reqwest::Method::POST,
+        "/v1/users/search",
+        Some(json!({"query": {"operator": "AND", "operands": [{"filter_name": "email_address", "filter_value": ["after-backup@example.com"]}]}})),
+    )
+    .await;
+    assert_eq!(search.assert_ok()["results"], json!([]));
+    restored.finish().await;
+    app.finish().await;
+}
+
+/// The README's Postgres procedure: `pg_dump -Fc` of a live database, `pg_restore` into a new
+/// one, the same key ring: the restored server authenticates the same users.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_pg_dump_and_pg_restore_keep_every_user() {
+    let Some(app) = spawn_app_with(Backend::Postgres, "pg_backup", &[]).await else {
+        return;
+    };
+    let admin = postgres_url("pg_backup").unwrap();
+    let uid = app.create_user("pgdump@example.com").await;
+    let (_, secret, _) = app.create_totp(&uid).await;
+    app.authenticate(&uid, &app.code(&secret, 0)).await.assert_ok();
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("latch.dump");
+    let ok = Command::new("pg_dump")
+        .args(["-Fc", "-f"])
+        .arg(&dump)
+        .arg(&app.db_url)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "pg_dump");
+    let name = format!("latch_e2e_{}", uuid::Uuid::new_v4().simple());
+    admin_sql(&admin, &format!("CREATE DATABASE {name}")).await;
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    let target = format!("{base}/{name}");
+    let ok = Command::new("pg_restore")
+        .args(["--no-owner", "-d", &target])
+        .arg(&dump)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "pg_restore");
+    let restored = spawn_app_with(
+        Backend::Sqlite,
+        "pg_restored",
+        &[
+            ("LATCH__DATABASE__URL", target.as_str()),
+            ("LATCH__KEYS__RING__K1", app.key.as_str()),
+        ],
+    )
+    .await
+    .unwrap();
+    restored
+        .call_as(
+            &app.project_id,
+            &app.secret,
+            reqwest::Method::POST,
+            "/v1/totps/authenticate",
+            Some(json!({"user_id": uid, "totp_code": app.code(&secret, 1)})),
+        )
+        .await
+        .assert_ok();
+    restored.finish().await;
+    app.finish().await;
+    admin_sql(&admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+}
