@@ -23,6 +23,17 @@ pub struct ProjectInfo {
     pub active_secrets: Vec<(String, i64)>,
 }
 
+/// What a retention pass removed, or would remove (`latch purge --dry-run`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeCounts {
+    /// Pending TOTPs past their expiry (never authenticated, so never usable again).
+    pub pending_totps: u64,
+    /// The recovery codes of those TOTPs.
+    pub recovery_codes: u64,
+    /// Sessions that expired or were revoked before the retention cut-off.
+    pub sessions: u64,
+}
+
 /// What revoking a project secret did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecretRevocation {

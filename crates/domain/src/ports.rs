@@ -20,6 +20,9 @@ pub trait Store: Send + Sync {
         now: i64,
     ) -> Result<(), Error>;
     async fn count_projects(&self) -> Result<u64, Error>;
+    /// Removes (or with `dry_run` counts) expired pending TOTPs and their codes, and sessions
+    /// that expired or were revoked at or before `sessions_before`; nothing else.
+    async fn purge(&self, now: i64, sessions_before: i64, dry_run: bool) -> Result<PurgeCounts, Error>;
     async fn list_projects(&self) -> Result<Vec<ProjectInfo>, Error>;
     async fn rename_project(&self, project_id: &str, name: &str) -> Result<bool, Error>;
     /// Removes the project and every row that belongs to it, in one transaction.

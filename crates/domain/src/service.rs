@@ -240,6 +240,25 @@ impl Latch {
         Ok(NewProject { project, secret })
     }
 
+    /// Retention (`latch purge`, and the server's background task): expired pending TOTPs, and
+    /// sessions that ended more than `keep_secs` ago.
+    pub async fn purge(&self, keep_secs: i64, dry_run: bool) -> Result<PurgeCounts, Error> {
+        let now = self.now();
+        let counts = self
+            .store
+            .purge(now, now.saturating_sub(keep_secs), dry_run)
+            .await?;
+        if !dry_run && counts != PurgeCounts::default() {
+            tracing::info!(
+                pending_totps = counts.pending_totps,
+                recovery_codes = counts.recovery_codes,
+                sessions = counts.sessions,
+                "retention purged expired rows"
+            );
+        }
+        Ok(counts)
+    }
+
     /// `latch project list`.
     pub async fn list_projects(&self) -> Result<Vec<ProjectInfo>, Error> {
         self.store.list_projects().await

@@ -108,6 +108,21 @@ fn tls_config(s: &settings::ServerSettings) -> anyhow::Result<rustls::ServerConf
         .context("server.tls_cert_file and server.tls_key_file do not make a usable certificate")
 }
 
+/// The retention task: a purge every `retention.interval_secs`, the first at start. A failed
+/// pass is logged and tried again at the next tick.
+fn retention(latch: Arc<Latch>, r: settings::RetentionSettings) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(r.interval_secs));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = latch.purge(r.session_days * 86_400, false).await {
+                tracing::warn!(error = %e.message(), "retention pass failed; trying again at the next interval");
+            }
+        }
+    });
+}
+
 /// A built server, bound and ready to run.
 pub struct Application {
     port: u16,
@@ -131,6 +146,9 @@ impl Application {
         } else {
             None
         };
+        if s.retention.enabled {
+            retention(latch.clone(), s.retention.clone());
+        }
         let listener = TcpListener::bind(&s.server.listen)
             .with_context(|| format!("listening on {} (server.listen / --listen)", s.server.listen))?;
         let port = listener.local_addr()?.port();

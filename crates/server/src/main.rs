@@ -48,6 +48,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Remove expired pending TOTPs and long-ended sessions now (the server also does it every
+    /// retention.interval_secs).
+    Purge {
+        /// Only count what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Look after one user of a project.
     User {
         #[command(subcommand)]
@@ -252,6 +261,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }),
         Some(Command::User { command }) => runtime.block_on(user_command(&settings, command)),
+        Some(Command::Purge { dry_run, json }) => runtime.block_on(async {
+            let (latch, db) = server::services(&settings, Arc::new(SystemClock)).await?;
+            let counts = latch
+                .purge(settings.retention.session_days * 86_400, dry_run)
+                .await;
+            db.close().await?;
+            let c = counts.map_err(|e| anyhow::anyhow!("{} ({})", e.message(), e.error_type()))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"dry_run": dry_run, "pending_totps": c.pending_totps,
+                        "recovery_codes": c.recovery_codes, "sessions": c.sessions})
+                );
+            } else {
+                println!(
+                    "{} {} expired pending TOTP(s) with {} recovery code(s), and {} session(s) ended more than {} day(s) ago",
+                    if dry_run { "would remove" } else { "removed" },
+                    c.pending_totps,
+                    c.recovery_codes,
+                    c.sessions,
+                    settings.retention.session_days
+                );
+            }
+            Ok(())
+        }),
         Some(Command::Backup { path, json }) => runtime.block_on(async {
             if path.exists() {
                 anyhow::bail!("{} exists; the backup goes to a new file", path.display());

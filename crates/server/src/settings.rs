@@ -22,6 +22,14 @@ pub struct Settings {
     pub bootstrap: BootstrapSettings,
     pub redis: RedisSettings,
     pub ratelimit: RateLimitSettings,
+    pub retention: RetentionSettings,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct RetentionSettings {
+    pub enabled: bool,
+    pub interval_secs: u64,
+    pub session_days: i64,
 }
 
 #[derive(Clone, Deserialize)]
@@ -239,6 +247,18 @@ impl Settings {
             q.quota().validate(name).map_err(anyhow::Error::msg)?;
         }
         self.server.trusted_proxies()?;
+        if !(60..=86_400).contains(&self.retention.interval_secs) {
+            bail!(
+                "retention.interval_secs must be 60 to 86400, got {}",
+                self.retention.interval_secs
+            );
+        }
+        if !(0..=3650).contains(&self.retention.session_days) {
+            bail!(
+                "retention.session_days must be 0 to 3650, got {}",
+                self.retention.session_days
+            );
+        }
         if self.server.credentials_cache_secs > 300 {
             bail!(
                 "server.credentials_cache_secs must be 0 to 300, got {}",
@@ -350,6 +370,13 @@ mod tests {
         assert_eq!(s.database.url, "postgres://u@h/db");
         for (k, v, named) in [
             ("LATCH__SERVER__LISTEN", "nope", "server.listen"),
+            ("LATCH__RETENTION__INTERVAL_SECS", "5", "retention.interval_secs"),
+            ("LATCH__RETENTION__SESSION_DAYS", "-1", "retention.session_days"),
+            (
+                "LATCH__SERVER__TRUSTED_PROXIES",
+                "10.0.0.0/33",
+                "server.trusted_proxies",
+            ),
             ("LATCH__TOTP__SKEW_STEPS", "3", "totp.skew_steps"),
             ("LATCH__TOTP__PERIOD_SECS", "300", "totp.period_secs"),
             ("LATCH__LOCK__MAX_FAILURES", "0", "lock.max_failures"),

@@ -913,6 +913,76 @@ impl domain::ports::Store for Db {
         }
     }
 
+    async fn purge(&self, now: i64, sessions_before: i64, dry_run: bool) -> Result<PurgeCounts, Error> {
+        let expired_pending = Condition::all()
+            .add(totp::Column::Verified.eq(false))
+            .add(totp::Column::ExpiresAt.is_not_null())
+            .add(totp::Column::ExpiresAt.lte(now));
+        let pending_ids = Query::select()
+            .column(totp::Column::Id)
+            .from(totp::Entity)
+            .cond_where(expired_pending.clone())
+            .to_owned();
+        let codes = Condition::all().add(recovery_code::Column::TotpId.in_subquery(pending_ids));
+        let ended = Condition::any()
+            .add(session::Column::ExpiresAt.lte(sessions_before))
+            .add(session::Column::RevokedAt.lte(sessions_before));
+        if dry_run {
+            return Ok(PurgeCounts {
+                pending_totps: totp::Entity::find()
+                    .filter(expired_pending)
+                    .count(&self.conn)
+                    .await
+                    .map_err(db_err)?,
+                recovery_codes: recovery_code::Entity::find()
+                    .filter(codes)
+                    .count(&self.conn)
+                    .await
+                    .map_err(db_err)?,
+                sessions: session::Entity::find()
+                    .filter(ended)
+                    .count(&self.conn)
+                    .await
+                    .map_err(db_err)?,
+            });
+        }
+        let txn = self.write().await?;
+        let result = async {
+            // Codes first: their TOTPs are how they are found.
+            let recovery_codes = recovery_code::Entity::delete_many()
+                .filter(codes)
+                .exec(&txn)
+                .await?
+                .rows_affected;
+            let pending_totps = totp::Entity::delete_many()
+                .filter(expired_pending)
+                .exec(&txn)
+                .await?
+                .rows_affected;
+            let sessions = session::Entity::delete_many()
+                .filter(ended)
+                .exec(&txn)
+                .await?
+                .rows_affected;
+            Ok::<_, DbErr>(PurgeCounts {
+                pending_totps,
+                recovery_codes,
+                sessions,
+            })
+        }
+        .await;
+        match result {
+            Ok(counts) => {
+                txn.commit().await.map_err(db_err)?;
+                Ok(counts)
+            }
+            Err(e) => {
+                txn.rollback().await.map_err(db_err)?;
+                Err(db_err(e))
+            }
+        }
+    }
+
     async fn count_projects(&self) -> Result<u64, Error> {
         project::Entity::find().count(&self.conn).await.map_err(db_err)
     }

@@ -386,3 +386,106 @@ async fn postgres_pg_dump_and_pg_restore_keep_every_user() {
     app.finish().await;
     admin_sql(&admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
 }
+
+/// Authenticates `uid` with a fresh step of `secret` and starts a session of `minutes`.
+async fn session(app: &TestApp, uid: &str, secret: &[u8], offset: i64, minutes: u32) -> Value {
+    app.post(
+        "/v1/totps/authenticate",
+        json!({"user_id": uid, "totp_code": app.code(secret, offset), "session_duration_minutes": minutes}),
+    )
+    .await
+    .assert_ok()
+    .clone()
+}
+
+async fn retention(backend: Backend) {
+    let test = format!("retention_{backend:?}");
+    let Some(app) = spawn_app_with(backend, &test, &[]).await else {
+        return;
+    };
+    let pending_user = app.create_user("pending@example.com").await;
+    app.create_totp(&pending_user).await; // never authenticated
+    let short = app.create_user("short@example.com").await;
+    let (_, short_secret, _) = app.create_totp(&short).await;
+    session(&app, &short, &short_secret, 0, 5).await; // ends in 5 minutes
+    let revoked = session(&app, &short, &short_secret, 1, 60).await;
+    app.post(
+        "/v1/sessions/revoke",
+        json!({"session_id": revoked["session"]["session_id"]}),
+    )
+    .await
+    .assert_ok();
+    let long = app.create_user("long@example.com").await;
+    let (_, long_secret, _) = app.create_totp(&long).await;
+    let live = session(&app, &long, &long_secret, 0, 527_040).await; // a year
+
+    // Two days later: the pending TOTP expired (1440 minutes), two sessions ended.
+    app.clock.advance(2 * 86_400);
+    let day = 86_400;
+    let kept_a_month = app.latch.purge(30 * day, true).await.unwrap();
+    assert_eq!(
+        (
+            kept_a_month.pending_totps,
+            kept_a_month.recovery_codes,
+            kept_a_month.sessions
+        ),
+        (1, 10, 0),
+        "sessions that ended two days ago are kept for a month"
+    );
+    let would = app.latch.purge(day, true).await.unwrap();
+    assert_eq!(
+        (would.pending_totps, would.recovery_codes, would.sessions),
+        (1, 10, 2)
+    );
+    assert_eq!(
+        app.latch.purge(day, true).await.unwrap(),
+        would,
+        "a dry run removes nothing"
+    );
+    assert_eq!(app.latch.purge(day, false).await.unwrap(), would);
+    assert_eq!(
+        app.latch.purge(day, false).await.unwrap(),
+        domain::model::PurgeCounts::default()
+    );
+    // Nothing else went: verified TOTPs, their codes, users and the live session.
+    for uid in [&short, &long] {
+        let codes = app
+            .post("/v1/totps/recovery_codes", json!({"user_id": uid}))
+            .await;
+        assert_eq!(
+            codes.assert_ok()["totps"][0]["recovery_codes"]
+                .as_array()
+                .unwrap()
+                .len(),
+            10
+        );
+    }
+    app.get_user(&pending_user).await.assert_ok();
+    app.post(
+        "/v1/sessions/authenticate",
+        json!({"session_token": live["session_token"]}),
+    )
+    .await
+    .assert_ok();
+
+    // The command: its JSON shape and exit code. (It runs on the wall clock, which is before
+    // this test's manual clock, so nothing is due there.)
+    let (ok, out, err) = latch(&app, &["purge", "--dry-run", "--json"]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v,
+        json!({"dry_run": true, "pending_totps": 0, "recovery_codes": 0, "sessions": 0})
+    );
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_purges_expired_pending_totps_and_old_sessions_only_on_sqlite() {
+    retention(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_purges_expired_pending_totps_and_old_sessions_only_on_postgres() {
+    retention(Backend::Postgres).await;
+}
