@@ -2,6 +2,7 @@
 //! on Postgres: `--json` shapes, what each changes, and the exit codes of bad input.
 
 use crate::helpers::*;
+use crate::on_both_backends;
 use serde_json::{Value, json};
 use std::process::Command;
 
@@ -31,11 +32,7 @@ fn without_request_id(mut v: Value) -> Value {
     v
 }
 
-async fn user_commands(backend: Backend) {
-    let test = format!("admin_user_commands_{backend:?}");
-    let Some(app) = spawn_app_with(backend, &test, &[("LATCH__LOCK__MAX_FAILURES", "2")]).await else {
-        return;
-    };
+async fn user_commands(app: &TestApp) {
     let uid = app.create_user("admin@example.com").await;
     let (_, secret, _) = app.create_totp(&uid).await;
     let session = app
@@ -52,18 +49,18 @@ async fn user_commands(backend: Backend) {
     let pid = app.project_id.clone();
 
     // show --json is GET /v1/users/{id}.
-    let (ok, out, err) = latch(&app, &["user", "show", "--project", &pid, &uid, "--json"]);
+    let (ok, out, err) = latch(app, &["user", "show", "--project", &pid, &uid, "--json"]);
     assert!(ok, "{err}");
     let shown: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         without_request_id(shown),
         without_request_id(app.get_user(&uid).await.body)
     );
-    let (ok, out, _) = latch(&app, &["user", "show", "--project", &pid, &uid]);
+    let (ok, out, _) = latch(app, &["user", "show", "--project", &pid, &uid]);
     assert!(ok && out.contains("locked=true") && out.contains(&uid), "{out}");
 
     // unlock clears the lock and the counter: the right code works again at once.
-    let (ok, out, err) = latch(&app, &["user", "unlock", "--project", &pid, &uid, "--json"]);
+    let (ok, out, err) = latch(app, &["user", "unlock", "--project", &pid, &uid, "--json"]);
     assert!(ok, "{err}");
     let unlocked: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(unlocked["is_locked"], false);
@@ -71,7 +68,7 @@ async fn user_commands(backend: Backend) {
     app.authenticate(&uid, &app.code(&secret, 1)).await.assert_ok();
 
     // reset-totp deletes the TOTPs and ends the sessions they minted.
-    let (ok, out, err) = latch(&app, &["user", "reset-totp", "--project", &pid, &uid, "--json"]);
+    let (ok, out, err) = latch(app, &["user", "reset-totp", "--project", &pid, &uid, "--json"]);
     assert!(ok, "{err}");
     let reset: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(reset["user_id"], uid.as_str());
@@ -85,30 +82,21 @@ async fn user_commands(backend: Backend) {
 
     // Bad input: clear messages and a failing exit code.
     let unknown_project = "project-test-00000000-0000-4000-8000-000000000000";
-    let (ok, _, err) = latch(&app, &["user", "show", "--project", unknown_project, &uid]);
+    let (ok, _, err) = latch(app, &["user", "show", "--project", unknown_project, &uid]);
     assert!(!ok && err.contains("project_not_found"), "{err}");
     let unknown_user = "user-test-00000000-0000-4000-8000-000000000000";
     for cmd in ["show", "unlock", "reset-totp"] {
-        let (ok, out, err) = latch(&app, &["user", cmd, "--project", &pid, unknown_user, "--json"]);
+        let (ok, out, err) = latch(app, &["user", cmd, "--project", &pid, unknown_user, "--json"]);
         assert!(
             !ok && out.is_empty() && err.contains("user_not_found"),
             "{cmd}: {err}"
         );
     }
-    let (ok, _, err) = latch(&app, &["user", "show", "--project", &pid, "not a user id!"]);
+    let (ok, _, err) = latch(app, &["user", "show", "--project", &pid, "not a user id!"]);
     assert!(!ok && err.contains("invalid_user_id"), "{err}");
-    app.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn user_commands_on_sqlite() {
-    user_commands(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn user_commands_on_postgres() {
-    user_commands(Backend::Postgres).await;
-}
+on_both_backends!(user_commands, &[("LATCH__LOCK__MAX_FAILURES", "2")]);
 
 /// Polls until `GET /v1/users/{uid}` as (project, secret) answers `status`, for at most 5 s
 /// (the running server trusts credentials it looked up for `server.credentials_cache_secs`).
@@ -127,17 +115,12 @@ async fn until_status_as(app: &TestApp, project: &str, secret: &str, path: &str,
     }
 }
 
-async fn project_commands(backend: Backend) {
-    let test = format!("admin_project_commands_{backend:?}");
-    let extra = [("LATCH__SERVER__CREDENTIALS_CACHE_SECS", "1")];
-    let Some(app) = spawn_app_with(backend, &test, &extra).await else {
-        return;
-    };
+async fn project_commands(app: &TestApp) {
     let pid = app.project_id.clone();
     let uid = app.create_user("projects@example.com").await;
     let path = format!("/v1/users/{uid}");
 
-    let (ok, out, err) = latch(&app, &["project", "list", "--json"]);
+    let (ok, out, err) = latch(app, &["project", "list", "--json"]);
     assert!(ok, "{err}");
     let list: Value = serde_json::from_str(&out).unwrap();
     let mine = list["projects"]
@@ -153,7 +136,7 @@ async fn project_commands(backend: Backend) {
     assert_eq!(mine["secret_ids"].as_array().unwrap().len(), 1);
 
     let (ok, out, err) = latch(
-        &app,
+        app,
         &["project", "rename", &pid, "--name", "Acme Rebrand", "--json"],
     );
     assert!(ok, "{err}");
@@ -161,43 +144,43 @@ async fn project_commands(backend: Backend) {
         serde_json::from_str::<Value>(&out).unwrap()["name"],
         "Acme Rebrand"
     );
-    let (ok, _, err) = latch(&app, &["project", "rename", &pid, "--name", "has:colon"]);
+    let (ok, _, err) = latch(app, &["project", "rename", &pid, "--name", "has:colon"]);
     assert!(!ok && err.contains("no ':'"), "{err}");
 
     // A second secret works on the running server; revoking the first stops it there.
-    let (ok, out, err) = latch(&app, &["project", "secret", "add", &pid, "--json"]);
+    let (ok, out, err) = latch(app, &["project", "secret", "add", &pid, "--json"]);
     assert!(ok, "{err}");
     let added: Value = serde_json::from_str(&out).unwrap();
     let new_secret = added["secret"].as_str().unwrap().to_owned();
     let new_id = added["secret_id"].as_str().unwrap().to_owned();
-    assert_eq!(until_status_as(&app, &pid, &new_secret, &path, 200).await, 200);
+    assert_eq!(until_status_as(app, &pid, &new_secret, &path, 200).await, 200);
     let (ok, out, err) = latch(
-        &app,
+        app,
         &["project", "secret", "revoke", &pid, &first_secret_id, "--json"],
     );
     assert!(ok, "{err}");
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["revoked"], true);
     assert_eq!(
-        until_status_as(&app, &pid, &app.secret, &path, 401).await,
+        until_status_as(app, &pid, &app.secret, &path, 401).await,
         401,
         "revoked within the cache TTL"
     );
     app.call_as(&pid, &new_secret, reqwest::Method::GET, &path, None)
         .await
         .assert_ok();
-    let (ok, _, err) = latch(&app, &["project", "secret", "revoke", &pid, &new_id]);
+    let (ok, _, err) = latch(app, &["project", "secret", "revoke", &pid, &new_id]);
     assert!(!ok && err.contains("last working secret"), "{err}");
-    let (ok, _, err) = latch(&app, &["project", "secret", "revoke", &pid, &first_secret_id]);
+    let (ok, _, err) = latch(app, &["project", "secret", "revoke", &pid, &first_secret_id]);
     assert!(!ok && err.contains("not a working secret"), "{err}");
 
     // Delete asks for --yes, then removes the project and every row of it.
-    let (ok, _, err) = latch(&app, &["project", "delete", &pid]);
+    let (ok, _, err) = latch(app, &["project", "delete", &pid]);
     assert!(!ok && err.contains("--yes"), "{err}");
-    let (ok, out, err) = latch(&app, &["project", "delete", &pid, "--yes", "--json"]);
+    let (ok, out, err) = latch(app, &["project", "delete", &pid, "--yes", "--json"]);
     assert!(ok, "{err}");
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["deleted"], true);
-    assert_eq!(until_status_as(&app, &pid, &new_secret, &path, 401).await, 401);
-    let (_, out, _) = latch(&app, &["project", "list", "--json"]);
+    assert_eq!(until_status_as(app, &pid, &new_secret, &path, 401).await, 401);
+    let (_, out, _) = latch(app, &["project", "list", "--json"]);
     assert!(!out.contains(&pid), "{out}");
     {
         use sea_orm::ConnectionTrait;
@@ -220,28 +203,22 @@ async fn project_commands(backend: Backend) {
         }
         conn.close().await.unwrap();
     }
-    let (ok, _, err) = latch(&app, &["user", "show", "--project", &pid, &uid]);
+    let (ok, _, err) = latch(app, &["user", "show", "--project", &pid, &uid]);
     assert!(!ok && err.contains("project_not_found"), "{err}");
     for args in [
         vec!["project", "rename", pid.as_str(), "--name", "X"],
         vec!["project", "delete", pid.as_str(), "--yes"],
         vec!["project", "secret", "add", pid.as_str()],
     ] {
-        let (ok, _, err) = latch(&app, &args);
+        let (ok, _, err) = latch(app, &args);
         assert!(!ok && err.contains("project_not_found"), "{args:?}: {err}");
     }
-    app.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn project_commands_on_sqlite() {
-    project_commands(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn project_commands_on_postgres() {
-    project_commands(Backend::Postgres).await;
-}
+on_both_backends!(
+    project_commands,
+    &[("LATCH__SERVER__CREDENTIALS_CACHE_SECS", "1")]
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_then_restore_into_a_fresh_folder_authenticates_the_same_users() {
@@ -398,17 +375,13 @@ async fn session(app: &TestApp, uid: &str, secret: &[u8], offset: i64, minutes: 
     .clone()
 }
 
-async fn retention(backend: Backend) {
-    let test = format!("retention_{backend:?}");
-    let Some(app) = spawn_app_with(backend, &test, &[]).await else {
-        return;
-    };
+async fn retention_purges_expired_pending_totps_and_old_sessions_only(app: &TestApp) {
     let pending_user = app.create_user("pending@example.com").await;
     app.create_totp(&pending_user).await; // never authenticated
     let short = app.create_user("short@example.com").await;
     let (_, short_secret, _) = app.create_totp(&short).await;
-    session(&app, &short, &short_secret, 0, 5).await; // ends in 5 minutes
-    let revoked = session(&app, &short, &short_secret, 1, 60).await;
+    session(app, &short, &short_secret, 0, 5).await; // ends in 5 minutes
+    let revoked = session(app, &short, &short_secret, 1, 60).await;
     app.post(
         "/v1/sessions/revoke",
         json!({"session_id": revoked["session"]["session_id"]}),
@@ -417,7 +390,7 @@ async fn retention(backend: Backend) {
     .assert_ok();
     let long = app.create_user("long@example.com").await;
     let (_, long_secret, _) = app.create_totp(&long).await;
-    let live = session(&app, &long, &long_secret, 0, 527_040).await; // a year
+    let live = session(app, &long, &long_secret, 0, 527_040).await; // a year
 
     // Two days later: the pending TOTP expired (1440 minutes), two sessions ended.
     app.clock.advance(2 * 86_400);
@@ -470,22 +443,13 @@ async fn retention(backend: Backend) {
 
     // The command: its JSON shape and exit code. (It runs on the wall clock, which is before
     // this test's manual clock, so nothing is due there.)
-    let (ok, out, err) = latch(&app, &["purge", "--dry-run", "--json"]);
+    let (ok, out, err) = latch(app, &["purge", "--dry-run", "--json"]);
     assert!(ok, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         v,
         json!({"dry_run": true, "pending_totps": 0, "recovery_codes": 0, "sessions": 0})
     );
-    app.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_purges_expired_pending_totps_and_old_sessions_only_on_sqlite() {
-    retention(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_purges_expired_pending_totps_and_old_sessions_only_on_postgres() {
-    retention(Backend::Postgres).await;
-}
+on_both_backends!(retention_purges_expired_pending_totps_and_old_sessions_only);

@@ -304,20 +304,31 @@ async fn reply(r: reqwest::Response) -> Reply {
 #[macro_export]
 macro_rules! on_both_backends {
     ($name:ident) => {
+        $crate::on_both_backends!($name, &[]);
+    };
+    ($name:ident, $extra:expr) => {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let app = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite, stringify!($name))
-                    .await
-                    .unwrap();
+                let app = $crate::helpers::spawn_app_with(
+                    $crate::helpers::Backend::Sqlite,
+                    stringify!($name),
+                    $extra,
+                )
+                .await
+                .unwrap();
                 super::$name(&app).await;
                 app.finish().await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                let Some(app) =
-                    $crate::helpers::spawn_app($crate::helpers::Backend::Postgres, stringify!($name)).await
+                let Some(app) = $crate::helpers::spawn_app_with(
+                    $crate::helpers::Backend::Postgres,
+                    stringify!($name),
+                    $extra,
+                )
+                .await
                 else {
                     return;
                 };
