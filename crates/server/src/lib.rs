@@ -27,6 +27,15 @@ impl Clock for SystemClock {
 
 /// Opens the database (running migrations) and builds the services.
 pub async fn services(s: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<(Arc<Latch>, Db)> {
+    let (latch, db, _) = services_with_ring(s, clock).await?;
+    Ok((latch, db))
+}
+
+/// [`services`], also returning the active key id and the ids in the ring.
+pub async fn services_with_ring(
+    s: &Settings,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(Arc<Latch>, Db, (String, Vec<String>))> {
     let ring = keys::load_ring(s)?;
     let pool = PoolSettings {
         max_connections: s.database.max_connections,
@@ -37,8 +46,24 @@ pub async fn services(s: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<(Ar
         .await
         .with_context(|| format!("connecting to the database ({})", redact(&s.database.url)))?;
     db.migrate().await.context("running database migrations")?;
+    // A key removed from the ring while values are still sealed under it would lose them.
+    let usage = db.key_usage().await.context("counting sealed values per key")?;
+    for (key_id, kinds) in &usage {
+        if !ring.ids().any(|id| id == key_id) {
+            let what: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            anyhow::bail!(
+                "key {key_id:?} is not in keys.ring but still seals {}; put it back in the ring (it \
+                 can stay inactive, keys.active names the key new values use)",
+                what.join(", ")
+            );
+        }
+    }
+    let ids = (
+        ring.active_id().to_owned(),
+        ring.ids().map(str::to_owned).collect(),
+    );
     let latch = Latch::new(Arc::new(db.clone()), Arc::new(ring), clock, s.policy());
-    Ok((Arc::new(latch), db))
+    Ok((Arc::new(latch), db, ids))
 }
 
 /// Redis for the rate limits, if `redis.url` is set, and whether its outage policy is

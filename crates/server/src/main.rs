@@ -156,6 +156,12 @@ struct UserArgs {
 enum KeysCommand {
     /// Print a new random key to add to the configuration.
     Generate,
+    /// Count the values each key seals (TOTP secrets, recovery codes and their indexes, signing
+    /// keys), so an operator knows when an old key can leave the ring.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
     /// Add a new session-signing key to a project; JWTs signed by the previous key keep
     /// verifying (JWKS serves both) until they expire.
     RotateSigning {
@@ -261,6 +267,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }),
         Some(Command::User { command }) => runtime.block_on(user_command(&settings, command)),
+        Some(Command::Keys {
+            command: KeysCommand::Status { json },
+        }) => runtime.block_on(async {
+            let (_, db, (active, ids)) = server::services_with_ring(&settings, Arc::new(SystemClock)).await?;
+            let usage = db.key_usage().await;
+            db.close().await?;
+            let usage = usage?;
+            let keys: Vec<serde_json::Value> = ids
+                .iter()
+                .map(|id| {
+                    let kinds = usage.get(id).cloned().unwrap_or_default();
+                    serde_json::json!({
+                        "key_id": id,
+                        "active": *id == active,
+                        "sealed": kinds.values().sum::<u64>(),
+                        "by_kind": kinds,
+                    })
+                })
+                .collect();
+            if json {
+                println!("{}", serde_json::json!({"active": active, "keys": keys}));
+            } else {
+                for k in &keys {
+                    println!(
+                        "{}{}  seals {} value(s) {}",
+                        k["key_id"].as_str().unwrap_or(""),
+                        if k["active"] == true { " (active)" } else { "" },
+                        k["sealed"],
+                        k["by_kind"]
+                    );
+                }
+            }
+            Ok(())
+        }),
         Some(Command::Purge { dry_run, json }) => runtime.block_on(async {
             let (latch, db) = server::services(&settings, Arc::new(SystemClock)).await?;
             let counts = latch

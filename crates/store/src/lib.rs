@@ -103,6 +103,32 @@ impl Db {
         })
     }
 
+    /// How many sealed values each key id seals, by kind (`latch keys status`, and the start-up
+    /// check that no key still in use was removed from the ring): key id → kind → count.
+    pub async fn key_usage(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>, DbErr> {
+        #[derive(FromQueryResult)]
+        struct Usage {
+            kind: String,
+            key_id: String,
+            n: i64,
+        }
+        let sql = "SELECT 'totp_secrets' AS kind, secret_key_id AS key_id, COUNT(*) AS n FROM totps GROUP BY secret_key_id \
+                   UNION ALL SELECT 'recovery_codes', code_key_id, COUNT(*) FROM recovery_codes GROUP BY code_key_id \
+                   UNION ALL SELECT 'recovery_code_indexes', index_key_id, COUNT(*) FROM recovery_codes GROUP BY index_key_id \
+                   UNION ALL SELECT 'signing_keys', private_key_id, COUNT(*) FROM signing_keys GROUP BY private_key_id";
+        let rows = Usage::find_by_statement(sea_orm::Statement::from_string(self.backend(), sql))
+            .all(&self.conn)
+            .await?;
+        let mut out: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> =
+            Default::default();
+        for r in rows {
+            *out.entry(r.key_id).or_default().entry(r.kind).or_default() += u64::try_from(r.n).unwrap_or(0);
+        }
+        Ok(out)
+    }
+
     /// A consistent copy of a SQLite database at `path` while it is in use (`VACUUM INTO`).
     /// Postgres has `pg_dump` for this.
     pub async fn backup_sqlite(&self, path: &std::path::Path) -> Result<(), DbErr> {

@@ -453,3 +453,43 @@ async fn retention_purges_expired_pending_totps_and_old_sessions_only(app: &Test
 }
 
 on_both_backends!(retention_purges_expired_pending_totps_and_old_sessions_only);
+
+async fn keys_status_counts_and_a_removed_key_in_use_is_refused(app: &TestApp) {
+    let uid = app.create_user("keys@example.com").await;
+    let (_, secret, _) = app.create_totp(&uid).await;
+    session(app, &uid, &secret, 0, 60).await; // signs a JWT: the project gets a signing key
+    let (ok, out, err) = latch(app, &["keys", "status", "--json"]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["active"], "k1");
+    let k1 = &v["keys"][0];
+    assert_eq!(k1["key_id"], "k1");
+    assert_eq!(k1["active"], true);
+    assert_eq!(
+        k1["by_kind"],
+        json!({"recovery_code_indexes": 10, "recovery_codes": 10, "signing_keys": 1, "totp_secrets": 1})
+    );
+    assert_eq!(k1["sealed"], 22);
+
+    // A ring without k1, while rows are sealed under it: every command, and serve, refuse.
+    let other = domain::crypto::KeyRing::generate_key().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_latch"))
+        .args(["keys", "status"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env("LATCH_ENV", "test")
+        .env("LATCH__DATABASE__URL", &app.db_url)
+        .env("LATCH__KEYS__ACTIVE", "k2")
+        .env("LATCH__KEYS__RING__K2", &other)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("\"k1\" is not in keys.ring but still seals") && err.contains("1 totp_secrets"),
+        "{err}"
+    );
+}
+
+on_both_backends!(keys_status_counts_and_a_removed_key_in_use_is_refused);
