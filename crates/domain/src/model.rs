@@ -34,6 +34,23 @@ pub struct PurgeCounts {
     pub sessions: u64,
 }
 
+/// The three kinds of sealed values `latch keys rotate` moves to the active key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealedKind {
+    TotpSecret,
+    RecoveryCode,
+    SigningKey,
+}
+
+/// One sealed value not (wholly) under the active key: its row id (also its associated data),
+/// and for a recovery code the key of its HMAC index.
+#[derive(Debug, Clone)]
+pub struct SealedRow {
+    pub id: String,
+    pub sealed: crate::crypto::Sealed,
+    pub index_key_id: Option<String>,
+}
+
 /// What revoking a project secret did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecretRevocation {

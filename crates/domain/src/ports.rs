@@ -20,6 +20,20 @@ pub trait Store: Send + Sync {
         now: i64,
     ) -> Result<(), Error>;
     async fn count_projects(&self) -> Result<u64, Error>;
+    /// Up to `limit` values of `kind` sealed (or, for recovery codes, indexed) under a key other
+    /// than `active`.
+    async fn sealed_batch(&self, kind: SealedKind, active: &str, limit: u64)
+    -> Result<Vec<SealedRow>, Error>;
+    /// Replaces one sealed value (and a recovery code's index) if it is still sealed under
+    /// `old_key_id`: a conditional write, so a concurrent change is never overwritten.
+    async fn reseal(
+        &self,
+        kind: SealedKind,
+        id: &str,
+        old_key_id: &str,
+        new: &crate::crypto::Sealed,
+        index: Option<(&str, &[u8])>,
+    ) -> Result<bool, Error>;
     /// Removes (or with `dry_run` counts) expired pending TOTPs and their codes, and sessions
     /// that expired or were revoked at or before `sessions_before`; nothing else.
     async fn purge(&self, now: i64, sessions_before: i64, dry_run: bool) -> Result<PurgeCounts, Error>;

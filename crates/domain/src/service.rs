@@ -259,6 +259,56 @@ impl Latch {
         Ok(counts)
     }
 
+    /// `latch keys rotate`: re-seals every TOTP secret, recovery code (and its index) and
+    /// signing key under the active key, `batch` rows at a time, each with a conditional write,
+    /// while the server runs. Resumable: run it again and it carries on. Returns how many values
+    /// of each kind it moved.
+    pub async fn rotate_keys(&self, batch: u64) -> Result<[(SealedKind, u64); 3], Error> {
+        let active = self.keys.active_id().to_owned();
+        let mut moved = [
+            (SealedKind::TotpSecret, 0),
+            (SealedKind::RecoveryCode, 0),
+            (SealedKind::SigningKey, 0),
+        ];
+        for (kind, count) in moved.iter_mut() {
+            loop {
+                let rows = self.store.sealed_batch(*kind, &active, batch).await?;
+                if rows.is_empty() {
+                    break;
+                }
+                let mut progressed = false;
+                for row in rows {
+                    let plain = self.keys.open(&row.sealed, &row.id)?;
+                    let index = match kind {
+                        SealedKind::RecoveryCode => {
+                            let text = String::from_utf8(plain.clone()).map_err(Error::internal)?;
+                            Some(self.keys.index(RecoveryCode::parse(&text)?.normalised())?)
+                        }
+                        _ => None,
+                    };
+                    let sealed = self.keys.seal(&plain, &row.id)?;
+                    let index_ref = index.as_ref().map(|(k, m)| (k.as_str(), m.as_slice()));
+                    if self
+                        .store
+                        .reseal(*kind, &row.id, &row.sealed.key_id, &sealed, index_ref)
+                        .await?
+                    {
+                        *count += 1;
+                        progressed = true;
+                    }
+                }
+                if !progressed {
+                    // Every row of the batch changed under us (spent, deleted, or moved by
+                    // another rotation); reading again finds what is still to do.
+                    continue;
+                }
+            }
+            tracing::info!(kind = ?kind, moved = *count, key = %active, "re-sealed under the active key");
+        }
+        self.signing.lock().map(|mut c| c.clear()).unwrap_or_default();
+        Ok(moved)
+    }
+
     /// `latch project list`.
     pub async fn list_projects(&self) -> Result<Vec<ProjectInfo>, Error> {
         self.store.list_projects().await

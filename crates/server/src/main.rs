@@ -156,6 +156,15 @@ struct UserArgs {
 enum KeysCommand {
     /// Print a new random key to add to the configuration.
     Generate,
+    /// Re-seal every value under keys.active, in batches, while the server runs (resumable: run
+    /// it again to carry on). Afterwards `keys status` shows what an old key still seals.
+    Rotate {
+        /// Rows per batch.
+        #[arg(long, default_value_t = 500)]
+        batch: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Count the values each key seals (TOTP secrets, recovery codes and their indexes, signing
     /// keys), so an operator knows when an old key can leave the ring.
     Status {
@@ -267,6 +276,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }),
         Some(Command::User { command }) => runtime.block_on(user_command(&settings, command)),
+        Some(Command::Keys {
+            command: KeysCommand::Rotate { batch, json },
+        }) => runtime.block_on(async {
+            let (latch, db, (active, _)) = server::services_with_ring(&settings, Arc::new(SystemClock)).await?;
+            let moved = latch.rotate_keys(batch.clamp(1, 10_000)).await;
+            db.close().await?;
+            let moved = moved.map_err(|e| anyhow::anyhow!("{} ({})", e.message(), e.error_type()))?;
+            let name = |k: domain::model::SealedKind| match k {
+                domain::model::SealedKind::TotpSecret => "totp_secrets",
+                domain::model::SealedKind::RecoveryCode => "recovery_codes",
+                domain::model::SealedKind::SigningKey => "signing_keys",
+            };
+            let by_kind: serde_json::Map<String, serde_json::Value> =
+                moved.iter().map(|(k, n)| (name(*k).to_owned(), (*n).into())).collect();
+            if json {
+                println!("{}", serde_json::json!({"active": active, "resealed": by_kind}));
+            } else {
+                println!("re-sealed under {active}: {}", serde_json::Value::Object(by_kind));
+            }
+            Ok(())
+        }),
         Some(Command::Keys {
             command: KeysCommand::Status { json },
         }) => runtime.block_on(async {

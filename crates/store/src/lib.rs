@@ -1009,6 +1009,116 @@ impl domain::ports::Store for Db {
         }
     }
 
+    async fn sealed_batch(
+        &self,
+        kind: SealedKind,
+        active: &str,
+        limit: u64,
+    ) -> Result<Vec<SealedRow>, Error> {
+        Ok(match kind {
+            SealedKind::TotpSecret => totp::Entity::find()
+                .filter(totp::Column::SecretKeyId.ne(active))
+                .limit(limit)
+                .all(&self.conn)
+                .await
+                .map_err(db_err)?
+                .into_iter()
+                .map(|t| SealedRow {
+                    id: t.id,
+                    sealed: Sealed {
+                        key_id: t.secret_key_id,
+                        bytes: t.secret_sealed,
+                    },
+                    index_key_id: None,
+                })
+                .collect(),
+            SealedKind::RecoveryCode => recovery_code::Entity::find()
+                .filter(
+                    Condition::any()
+                        .add(recovery_code::Column::CodeKeyId.ne(active))
+                        .add(recovery_code::Column::IndexKeyId.ne(active)),
+                )
+                .limit(limit)
+                .all(&self.conn)
+                .await
+                .map_err(db_err)?
+                .into_iter()
+                .map(|c| SealedRow {
+                    id: c.id,
+                    sealed: Sealed {
+                        key_id: c.code_key_id,
+                        bytes: c.code_sealed,
+                    },
+                    index_key_id: Some(c.index_key_id),
+                })
+                .collect(),
+            SealedKind::SigningKey => signing_key::Entity::find()
+                .filter(signing_key::Column::PrivateKeyId.ne(active))
+                .limit(limit)
+                .all(&self.conn)
+                .await
+                .map_err(db_err)?
+                .into_iter()
+                .map(|k| SealedRow {
+                    id: k.kid,
+                    sealed: Sealed {
+                        key_id: k.private_key_id,
+                        bytes: k.private_sealed,
+                    },
+                    index_key_id: None,
+                })
+                .collect(),
+        })
+    }
+
+    async fn reseal(
+        &self,
+        kind: SealedKind,
+        id: &str,
+        old_key_id: &str,
+        new: &Sealed,
+        index: Option<(&str, &[u8])>,
+    ) -> Result<bool, Error> {
+        let r = match kind {
+            SealedKind::TotpSecret => {
+                totp::Entity::update_many()
+                    .col_expr(totp::Column::SecretKeyId, Expr::value(new.key_id.as_str()))
+                    .col_expr(totp::Column::SecretSealed, Expr::value(new.bytes.clone()))
+                    .filter(totp::Column::Id.eq(id))
+                    .filter(totp::Column::SecretKeyId.eq(old_key_id))
+                    .exec(&self.conn)
+                    .await
+            }
+            SealedKind::RecoveryCode => {
+                let mut q = recovery_code::Entity::update_many()
+                    .col_expr(recovery_code::Column::CodeKeyId, Expr::value(new.key_id.as_str()))
+                    .col_expr(recovery_code::Column::CodeSealed, Expr::value(new.bytes.clone()))
+                    .filter(recovery_code::Column::Id.eq(id))
+                    .filter(recovery_code::Column::CodeKeyId.eq(old_key_id));
+                if let Some((index_key_id, mac)) = index {
+                    q = q
+                        .col_expr(recovery_code::Column::IndexKeyId, Expr::value(index_key_id))
+                        .col_expr(recovery_code::Column::CodeIndex, Expr::value(mac.to_vec()));
+                }
+                q.exec(&self.conn).await
+            }
+            SealedKind::SigningKey => {
+                signing_key::Entity::update_many()
+                    .col_expr(
+                        signing_key::Column::PrivateKeyId,
+                        Expr::value(new.key_id.as_str()),
+                    )
+                    .col_expr(signing_key::Column::PrivateSealed, Expr::value(new.bytes.clone()))
+                    .filter(signing_key::Column::Kid.eq(id))
+                    .filter(signing_key::Column::PrivateKeyId.eq(old_key_id))
+                    .exec(&self.conn)
+                    .await
+            }
+        }
+        .map_err(unique_err)?;
+        Ok(r.rows_affected == 1)
+    }
+
     async fn count_projects(&self) -> Result<u64, Error> {
         project::Entity::find().count(&self.conn).await.map_err(db_err)
     }

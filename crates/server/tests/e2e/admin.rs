@@ -493,3 +493,173 @@ async fn keys_status_counts_and_a_removed_key_in_use_is_refused(app: &TestApp) {
 }
 
 on_both_backends!(keys_status_counts_and_a_removed_key_in_use_is_refused);
+
+/// `latch` with a ring of k1 (the app's key) and k2, k2 active.
+fn latch_k2(app: &TestApp, k2: &str, args: &[&str]) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_latch"))
+        .args(args)
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env("LATCH_ENV", "test")
+        .env("LATCH__DATABASE__URL", &app.db_url)
+        .env("LATCH__KEYS__ACTIVE", "k2")
+        .env("LATCH__KEYS__RING__K1", &app.key)
+        .env("LATCH__KEYS__RING__K2", k2)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn key_rotation_while_serving_fails_no_request(app: &TestApp) {
+    let mut users = Vec::new();
+    for i in 0..5 {
+        let uid = app.create_user(&format!("rotate{i}@example.com")).await;
+        let (_, secret, codes) = app.create_totp(&uid).await;
+        session(app, &uid, &secret, 0, 60).await;
+        users.push((uid, secret, codes));
+    }
+    // The replicas were restarted with k2 added and active (k1 still in the ring).
+    let k2 = domain::crypto::KeyRing::generate_key().unwrap();
+    let two = spawn_app_with(
+        Backend::Sqlite,
+        "rotation_replica",
+        &[
+            ("LATCH__DATABASE__URL", app.db_url.as_str()),
+            ("LATCH__KEYS__ACTIVE", "k2"),
+            ("LATCH__KEYS__RING__K1", app.key.as_str()),
+            ("LATCH__KEYS__RING__K2", k2.as_str()),
+        ],
+    )
+    .await
+    .unwrap();
+    let two = std::sync::Arc::new(two);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (pid, secret) = (app.project_id.clone(), app.secret.clone());
+    let ids: Vec<String> = users.iter().map(|u| u.0.clone()).collect();
+    let load = {
+        let (two, stop) = (two.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut served, mut failed) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                for uid in &ids {
+                    let r = two
+                        .call_as(
+                            &pid,
+                            &secret,
+                            reqwest::Method::POST,
+                            "/v1/totps/recovery_codes",
+                            Some(json!({"user_id": uid})),
+                        )
+                        .await;
+                    if r.status != 200
+                        || r.body["totps"][0]["recovery_codes"].as_array().map(Vec::len) != Some(10)
+                    {
+                        failed.push(r.body.to_string());
+                    }
+                    let r = two
+                        .call_as(
+                            &pid,
+                            &secret,
+                            reqwest::Method::GET,
+                            &format!("/v1/sessions/jwks/{pid}"),
+                            None,
+                        )
+                        .await;
+                    if r.status != 200 {
+                        failed.push(r.body.to_string());
+                    }
+                    served += 2;
+                }
+            }
+            (served, failed)
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (ok, out, err) = latch_k2(app, &k2, &["keys", "rotate", "--batch", "3", "--json"]);
+    assert!(ok, "{err}");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (served, failed) = load.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "requests failed during the rotation: {failed:?}"
+    );
+    assert!(served > 20, "the server was answering throughout: {served}");
+    let rotated: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        rotated["resealed"],
+        json!({"totp_secrets": 5, "recovery_codes": 50, "signing_keys": 1})
+    );
+
+    let (ok, out, err) = latch_k2(app, &k2, &["keys", "status", "--json"]);
+    assert!(ok, "{err}");
+    let status: Value = serde_json::from_str(&out).unwrap();
+    let by_id = |id: &str| {
+        status["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["key_id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by_id("k1")["sealed"], 0, "nothing left under the old key");
+    assert_eq!(by_id("k2")["sealed"], 5 + 50 + 50 + 1);
+    // Running it again has nothing to do.
+    let (ok, out, _) = latch_k2(app, &k2, &["keys", "rotate", "--json"]);
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["resealed"],
+        json!({"totp_secrets": 0, "recovery_codes": 0, "signing_keys": 0})
+    );
+
+    // Every user still authenticates, with a TOTP code and with a recovery code.
+    for (uid, secret, codes) in &users {
+        let auth = |body| {
+            two.call_as(
+                &app.project_id,
+                &app.secret,
+                reqwest::Method::POST,
+                "/v1/totps/authenticate",
+                Some(body),
+            )
+        };
+        auth(json!({"user_id": uid, "totp_code": app.code(secret, 1)}))
+            .await
+            .assert_ok();
+        two.call_as(
+            &app.project_id,
+            &app.secret,
+            reqwest::Method::POST,
+            "/v1/totps/recover",
+            Some(json!({"user_id": uid, "recovery_code": codes[3]})),
+        )
+        .await
+        .assert_ok();
+    }
+    // k1 can now leave the ring: a start with k2 alone is accepted.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_latch"))
+        .args(["keys", "status"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env("LATCH_ENV", "test")
+        .env("LATCH__DATABASE__URL", &app.db_url)
+        .env("LATCH__KEYS__ACTIVE", "k2")
+        .env("LATCH__KEYS__RING__K2", &k2)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    match std::sync::Arc::try_unwrap(two) {
+        Ok(two) => two.finish().await,
+        Err(_) => panic!("the load task still holds the replica"),
+    }
+}
+
+on_both_backends!(key_rotation_while_serving_fails_no_request);
