@@ -31,12 +31,7 @@ struct Opts {
 }
 
 fn opts(args: &[String]) -> anyhow::Result<Opts> {
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let flag = |name: &str| crate::flag(args, name);
     let pg = std::env::var("DATABASE_URL").is_ok_and(|u| u.starts_with("postgres"));
     let backend = flag("--backend").unwrap_or_else(|| if pg { "postgres" } else { "sqlite" }.into());
     if !["postgres", "sqlite"].contains(&backend.as_str()) {

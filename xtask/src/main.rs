@@ -40,6 +40,14 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The value after `--name` in `args`, if any.
+pub(crate) fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
 /// The workspace root (xtask lives one level below it).
 pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

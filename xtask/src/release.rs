@@ -11,12 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub(crate) fn release(args: &[String]) -> anyhow::Result<()> {
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let flag = |name: &str| crate::flag(args, name);
     let profile = flag("--profile").unwrap_or_else(|| "release".into());
     let out = flag("--out")
         .map(PathBuf::from)

@@ -42,6 +42,17 @@ pub enum SealedKind {
     SigningKey,
 }
 
+impl SealedKind {
+    /// The name `keys status` and `keys rotate` report it under.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SealedKind::TotpSecret => "totp_secrets",
+            SealedKind::RecoveryCode => "recovery_codes",
+            SealedKind::SigningKey => "signing_keys",
+        }
+    }
+}
+
 /// One sealed value not (wholly) under the active key: its row id (also its associated data),
 /// and for a recovery code the key of its HMAC index.
 #[derive(Debug, Clone)]

@@ -276,7 +276,6 @@ impl Latch {
                 if rows.is_empty() {
                     break;
                 }
-                let mut progressed = false;
                 for row in rows {
                     let plain = self.keys.open(&row.sealed, &row.id)?;
                     let index = match kind {
@@ -294,13 +293,9 @@ impl Latch {
                         .await?
                     {
                         *count += 1;
-                        progressed = true;
                     }
-                }
-                if !progressed {
-                    // Every row of the batch changed under us (spent, deleted, or moved by
-                    // another rotation); reading again finds what is still to do.
-                    continue;
+                    // A row whose write did not apply changed under us (deleted, or moved by
+                    // another rotation); the next read finds whatever is still to do.
                 }
             }
             tracing::info!(kind = ?kind, moved = *count, key = %active, "re-sealed under the active key");

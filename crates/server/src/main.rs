@@ -140,6 +140,14 @@ enum UserCommand {
     ResetTotp(UserArgs),
 }
 
+impl UserCommand {
+    fn args(&self) -> &UserArgs {
+        match self {
+            UserCommand::Show(a) | UserCommand::Unlock(a) | UserCommand::ResetTotp(a) => a,
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct UserArgs {
     /// The project the user belongs to.
@@ -228,34 +236,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             runtime.block_on(serve(settings))
         }
-        Some(Command::Project {
-            command: ProjectCommand::Create { name, live, json },
-        }) => runtime.block_on(async {
-            let (latch, db) = server::services(&settings, Arc::new(SystemClock)).await?;
-            let env = if live {
-                Environment::Live
-            } else {
-                Environment::Test
-            };
-            let created = latch
-                .create_project(&name, env)
-                .await
-                .map_err(|e| anyhow::anyhow!(e.message()))?;
-            db.close().await?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"project_id": created.project.id, "secret": created.secret})
-                );
-            } else {
-                println!(
-                    "project_id: {}\nsecret:     {}",
-                    created.project.id, created.secret
-                );
-                println!("The secret is shown only this once; Latch stores only its hash.");
-            }
-            Ok(())
-        }),
         Some(Command::Keys {
             command: KeysCommand::RotateSigning { project, json },
         }) => runtime.block_on(async {
@@ -263,7 +243,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let key = latch
                 .rotate_signing_key(&project)
                 .await
-                .map_err(|e| anyhow::anyhow!(e.message()))?;
+                .map_err(stytch)?;
             db.close().await?;
             if json {
                 println!("{}", serde_json::json!({"project_id": project, "kid": key.kid}));
@@ -282,14 +262,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let (latch, db, (active, _)) = server::services_with_ring(&settings, Arc::new(SystemClock)).await?;
             let moved = latch.rotate_keys(batch.clamp(1, 10_000)).await;
             db.close().await?;
-            let moved = moved.map_err(|e| anyhow::anyhow!("{} ({})", e.message(), e.error_type()))?;
-            let name = |k: domain::model::SealedKind| match k {
-                domain::model::SealedKind::TotpSecret => "totp_secrets",
-                domain::model::SealedKind::RecoveryCode => "recovery_codes",
-                domain::model::SealedKind::SigningKey => "signing_keys",
-            };
-            let by_kind: serde_json::Map<String, serde_json::Value> =
-                moved.iter().map(|(k, n)| (name(*k).to_owned(), (*n).into())).collect();
+            let moved = moved.map_err(stytch)?;
+            let by_kind: serde_json::Map<String, serde_json::Value> = moved
+                .iter()
+                .map(|(k, n)| (k.as_str().to_owned(), (*n).into()))
+                .collect();
             if json {
                 println!("{}", serde_json::json!({"active": active, "resealed": by_kind}));
             } else {
@@ -337,7 +314,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .purge(settings.retention.session_days * 86_400, dry_run)
                 .await;
             db.close().await?;
-            let c = counts.map_err(|e| anyhow::anyhow!("{} ({})", e.message(), e.error_type()))?;
+            let c = counts.map_err(stytch)?;
             if json {
                 println!(
                     "{}",
@@ -392,7 +369,7 @@ async fn project_command(settings: &Settings, command: ProjectCommand) -> anyhow
     let (latch, db) = server::services(settings, Arc::new(SystemClock)).await?;
     let result = project_run(&latch, command).await;
     db.close().await?;
-    let (json, text) = result.map_err(|e| anyhow::anyhow!("{} ({})", e.message(), e.error_type()))?;
+    let (json, text) = result.map_err(stytch)?;
     match json {
         Some(v) => println!("{v}"),
         None => println!("{text}"),
@@ -408,7 +385,24 @@ async fn project_run(
     use serde_json::json;
     let pick = |json: bool, v: serde_json::Value| json.then_some(v);
     Ok(match command {
-        ProjectCommand::Create { .. } => (None, String::new()),
+        ProjectCommand::Create { name, live, json } => {
+            let env = if live {
+                Environment::Live
+            } else {
+                Environment::Test
+            };
+            let created = latch.create_project(&name, env).await?;
+            (
+                pick(
+                    json,
+                    json!({"project_id": created.project.id, "secret": created.secret}),
+                ),
+                format!(
+                    "project_id: {}\nsecret:     {}\nThe secret is shown only this once; Latch stores only its hash.",
+                    created.project.id, created.secret
+                ),
+            )
+        }
         ProjectCommand::List { json } => {
             let projects = latch.list_projects().await?;
             let v = json!({"projects": projects.iter().map(|p| json!({
@@ -494,6 +488,11 @@ async fn project_run(
     })
 }
 
+/// A domain error as a command's failure: Stytch's message and error type.
+fn stytch(e: domain::Error) -> anyhow::Error {
+    anyhow::anyhow!("{} ({})", e.message(), e.error_type())
+}
+
 /// The JSON of `GET /v1/users/{id}` for `user`.
 fn user_json(user: &domain::model::User) -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::to_value(api::dto::GetUserResponse {
@@ -506,9 +505,7 @@ fn user_json(user: &domain::model::User) -> anyhow::Result<serde_json::Value> {
 async fn user_command(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
     let (latch, db) = server::services(settings, Arc::new(SystemClock)).await?;
     let result = async {
-        let args = match &command {
-            UserCommand::Show(a) | UserCommand::Unlock(a) | UserCommand::ResetTotp(a) => a,
-        };
+        let args = command.args();
         let p = latch.project(&args.project).await?;
         let user = domain::ids::UserRef::parse(&args.user, p.env)?;
         Ok::<_, domain::Error>(match &command {
@@ -522,11 +519,8 @@ async fn user_command(settings: &Settings, command: UserCommand) -> anyhow::Resu
     }
     .await;
     db.close().await?;
-    let (user, removed) = result.map_err(|e| anyhow::anyhow!("{} ({})", e.message(), e.error_type()))?;
-    let json = match &command {
-        UserCommand::Show(a) | UserCommand::Unlock(a) | UserCommand::ResetTotp(a) => a.json,
-    };
-    match (&command, json) {
+    let (user, removed) = result.map_err(stytch)?;
+    match (&command, command.args().json) {
         (UserCommand::ResetTotp(_), true) => println!(
             "{}",
             serde_json::json!({"user_id": user.id, "totps_removed": removed, "user": user_json(&user)?})

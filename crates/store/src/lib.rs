@@ -205,6 +205,21 @@ impl Db {
     }
 }
 
+/// Ends a write transaction: commits it when its work succeeded, else rolls it back and
+/// returns the work's error.
+async fn settle<T>(txn: DatabaseTransaction, result: Result<T, DbErr>) -> Result<T, Error> {
+    match result {
+        Ok(v) => {
+            txn.commit().await.map_err(db_err)?;
+            Ok(v)
+        }
+        Err(e) => {
+            txn.rollback().await.map_err(db_err)?;
+            Err(db_err(e))
+        }
+    }
+}
+
 fn db_err(e: DbErr) -> Error {
     if unreachable(&e) {
         // The database is unreachable or the pool is exhausted: a 503 the client may retry.
@@ -858,16 +873,7 @@ impl domain::ports::Store for Db {
                 .await
         }
         .await;
-        match result {
-            Ok(r) => {
-                txn.commit().await.map_err(db_err)?;
-                Ok(r.rows_affected == 1)
-            }
-            Err(e) => {
-                txn.rollback().await.map_err(db_err)?;
-                Err(db_err(e))
-            }
-        }
+        Ok(settle(txn, result).await?.rows_affected == 1)
     }
 
     async fn insert_secret(
@@ -927,16 +933,7 @@ impl domain::ports::Store for Db {
             Ok::<_, DbErr>(SecretRevocation::Revoked)
         }
         .await;
-        match result {
-            Ok(outcome) => {
-                txn.commit().await.map_err(db_err)?;
-                Ok(outcome)
-            }
-            Err(e) => {
-                txn.rollback().await.map_err(db_err)?;
-                Err(db_err(e))
-            }
-        }
+        settle(txn, result).await
     }
 
     async fn purge(&self, now: i64, sessions_before: i64, dry_run: bool) -> Result<PurgeCounts, Error> {
@@ -997,16 +994,7 @@ impl domain::ports::Store for Db {
             })
         }
         .await;
-        match result {
-            Ok(counts) => {
-                txn.commit().await.map_err(db_err)?;
-                Ok(counts)
-            }
-            Err(e) => {
-                txn.rollback().await.map_err(db_err)?;
-                Err(db_err(e))
-            }
-        }
+        settle(txn, result).await
     }
 
     async fn sealed_batch(

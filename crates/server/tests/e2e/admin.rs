@@ -8,6 +8,16 @@ use std::process::Command;
 
 /// Runs `latch ARGS` on the app's database and key ring: (exit ok, stdout, stderr).
 fn latch(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    latch_with_ring(app, "k1", &[("K1", &app.key)], args)
+}
+
+/// Runs `latch ARGS` on the app's database with another key ring: `active` and (ID, key) pairs.
+fn latch_with_ring(
+    app: &TestApp,
+    active: &str,
+    ring: &[(&str, &str)],
+    args: &[&str],
+) -> (bool, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_latch"))
         .args(args)
@@ -16,8 +26,11 @@ fn latch(app: &TestApp, args: &[&str]) -> (bool, String, String) {
         .env_remove("REDIS_URL")
         .env("LATCH_ENV", "test")
         .env("LATCH__DATABASE__URL", &app.db_url)
-        .env("LATCH__KEYS__ACTIVE", "k1")
-        .env("LATCH__KEYS__RING__K1", &app.key)
+        .env("LATCH__KEYS__ACTIVE", active)
+        .envs(
+            ring.iter()
+                .map(|(id, key)| (format!("LATCH__KEYS__RING__{id}"), *key)),
+        )
         .output()
         .unwrap();
     (
@@ -473,19 +486,8 @@ async fn keys_status_counts_and_a_removed_key_in_use_is_refused(app: &TestApp) {
 
     // A ring without k1, while rows are sealed under it: every command, and serve, refuse.
     let other = domain::crypto::KeyRing::generate_key().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_latch"))
-        .args(["keys", "status"])
-        .current_dir(dir.path())
-        .env_remove("DATABASE_URL")
-        .env("LATCH_ENV", "test")
-        .env("LATCH__DATABASE__URL", &app.db_url)
-        .env("LATCH__KEYS__ACTIVE", "k2")
-        .env("LATCH__KEYS__RING__K2", &other)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (ok, _, err) = latch_with_ring(app, "k2", &[("K2", &other)], &["keys", "status"]);
+    assert!(!ok);
     assert!(
         err.contains("\"k1\" is not in keys.ring but still seals") && err.contains("1 totp_secrets"),
         "{err}"
@@ -496,24 +498,7 @@ on_both_backends!(keys_status_counts_and_a_removed_key_in_use_is_refused);
 
 /// `latch` with a ring of k1 (the app's key) and k2, k2 active.
 fn latch_k2(app: &TestApp, k2: &str, args: &[&str]) -> (bool, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_latch"))
-        .args(args)
-        .current_dir(dir.path())
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
-        .env("LATCH_ENV", "test")
-        .env("LATCH__DATABASE__URL", &app.db_url)
-        .env("LATCH__KEYS__ACTIVE", "k2")
-        .env("LATCH__KEYS__RING__K1", &app.key)
-        .env("LATCH__KEYS__RING__K2", k2)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    latch_with_ring(app, "k2", &[("K1", &app.key), ("K2", k2)], args)
 }
 
 async fn key_rotation_while_serving_fails_no_request(app: &TestApp) {
@@ -644,18 +629,8 @@ async fn key_rotation_while_serving_fails_no_request(app: &TestApp) {
         .assert_ok();
     }
     // k1 can now leave the ring: a start with k2 alone is accepted.
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_latch"))
-        .args(["keys", "status"])
-        .current_dir(dir.path())
-        .env_remove("DATABASE_URL")
-        .env("LATCH_ENV", "test")
-        .env("LATCH__DATABASE__URL", &app.db_url)
-        .env("LATCH__KEYS__ACTIVE", "k2")
-        .env("LATCH__KEYS__RING__K2", &k2)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (ok, _, err) = latch_with_ring(app, "k2", &[("K2", &k2)], &["keys", "status"]);
+    assert!(ok, "{err}");
     match std::sync::Arc::try_unwrap(two) {
         Ok(two) => two.finish().await,
         Err(_) => panic!("the load task still holds the replica"),
