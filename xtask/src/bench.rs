@@ -3,8 +3,10 @@
 //!
 //! 1. Builds `latch` and `latch-baseline` with `--release --locked`.
 //! 2. Starts Latch on a fresh database (a new Postgres database under `DATABASE_URL`, or a
-//!    SQLite file) with the rate limits raised by configuration, and seeds `--users` users with
-//!    verified TOTPs over the API, so every success-path request uses a fresh valid code.
+//!    SQLite file) with the rate limits raised by configuration, after seeding `--users` users
+//!    (default 60 000) with verified, never-used TOTPs in bulk through `store`, sealed under a
+//!    key ring the bench makes and hands to Latch, so every success-path request uses a fresh
+//!    valid code.
 //! 3. Drives each route for `--duration` seconds at each connection count with a load generator
 //!    that computes codes (reqwest + an HDR histogram per connection), then the baselines:
 //!    `latch-baseline`'s primary-key lookup through the same actix + sea-orm stack on Postgres
@@ -15,6 +17,10 @@
 
 use crate::{cargo, root, run, target_dir};
 use anyhow::{Context, bail};
+use domain::ids::{self, Environment, Kind};
+use domain::model::{Email, Name, NewRecoveryCode, NewTotp, NewUser, UserStatus};
+use domain::recovery::RecoveryCode;
+use domain::totp::TotpSecret;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -49,7 +55,7 @@ fn opts(args: &[String]) -> anyhow::Result<Opts> {
         .map(|c| c.trim().parse::<usize>())
         .collect::<Result<Vec<_>, _>>()
         .context("--connections N[,N…]")?;
-    let users = flag("--users").map(|u| u.parse()).transpose()?.unwrap_or(20_000);
+    let users = flag("--users").map(|u| u.parse()).transpose()?.unwrap_or(60_000);
     Ok(Opts {
         backend,
         duration,
@@ -227,65 +233,101 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-async fn seed(base: &str, auth: &(String, String), users: usize) -> anyhow::Result<Vec<Seeded>> {
-    let client = reqwest::Client::new();
-    let next = Arc::new(AtomicUsize::new(0));
+/// The bench's own key ring, handed to Latch through `LATCH__KEYS__*`, so the seeding can seal
+/// secrets and recovery codes exactly as Latch would.
+struct Ring {
+    key: String,
+    ring: domain::crypto::KeyRing,
+}
+
+const RING_ID: &str = "bench";
+
+fn ring() -> anyhow::Result<Ring> {
+    let key = domain::crypto::KeyRing::generate_key()?;
+    let ring = domain::crypto::KeyRing::from_config(RING_ID, [(RING_ID, key.as_str())])?;
+    Ok(Ring { key, ring })
+}
+
+/// One user with a verified TOTP (never used, so any code of the window works) and its ten
+/// recovery codes, sealed under the bench ring.
+fn seeded_user(
+    ring: &domain::crypto::KeyRing,
+    i: usize,
+    now: i64,
+) -> anyhow::Result<(NewUser, NewTotp, Seeded)> {
+    let env = Environment::Test;
+    let user_id = ids::mint(Kind::User, env);
+    let user = NewUser {
+        id: user_id.clone(),
+        external_id: None,
+        status: UserStatus::Active,
+        name: Name::default(),
+        email: Some(Email {
+            id: ids::mint(Kind::Email, env),
+            email: format!("bench{i}@example.com"),
+            verified: false,
+        }),
+        phone_number: None,
+        trusted_metadata: Default::default(),
+        untrusted_metadata: Default::default(),
+        roles: vec!["stytch_user".into()],
+        created_at: now,
+    };
+    let totp_id = ids::mint(Kind::Totp, env);
+    let secret = TotpSecret::generate()?;
+    let mut codes = Vec::with_capacity(domain::recovery::COUNT);
+    let mut shown = Vec::with_capacity(domain::recovery::COUNT);
+    for _ in 0..domain::recovery::COUNT {
+        let code = RecoveryCode::generate()?;
+        let id = ids::mint(Kind::RecoveryCode, env);
+        let (index_key_id, index) = ring.index(code.normalised())?;
+        let sealed = ring.seal(code.normalised().as_bytes(), &id)?;
+        codes.push(NewRecoveryCode {
+            id,
+            index_key_id,
+            index,
+            sealed,
+        });
+        shown.push(code.display());
+    }
+    let totp = NewTotp {
+        id: totp_id.clone(),
+        user_id: user_id.clone(),
+        secret: ring.seal(secret.as_bytes(), &totp_id)?,
+        expires_at: now + 86_400,
+        created_at: now,
+        recovery_codes: codes,
+    };
+    let seeded = Seeded {
+        id: user_id,
+        secret: secret.as_bytes().to_vec(),
+        recovery: shown,
+    };
+    Ok((user, totp, seeded))
+}
+
+/// Seeds `users` users straight through `store`, in bulk (issue 8 allows it): the rows are
+/// the ones Latch itself writes, sealed under the same ring Latch is given.
+async fn seed(db_url: &str, project_id: &str, ring: &Ring, users: usize) -> anyhow::Result<Vec<Seeded>> {
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..32 {
-        let (client, next, base, auth) = (client.clone(), next.clone(), base.to_owned(), auth.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut out = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= users {
-                    return Ok::<_, anyhow::Error>(out);
-                }
-                let post = |path: &str, body: Value| {
-                    client
-                        .post(format!("{base}{path}"))
-                        .basic_auth(&auth.0, Some(&auth.1))
-                        .json(&body)
-                        .send()
-                };
-                let user: Value = post("/v1/users", json!({"email": format!("bench{i}@example.com")}))
-                    .await?
-                    .json()
-                    .await?;
-                let id = user["user_id"].as_str().context("user_id")?.to_owned();
-                let totp: Value = post("/v1/totps", json!({"user_id": id})).await?.json().await?;
-                let secret = data_encoding::BASE32_NOPAD
-                    .decode(totp["secret"].as_str().context("secret")?.as_bytes())?;
-                let recovery = totp["recovery_codes"]
-                    .as_array()
-                    .context("recovery_codes")?
-                    .iter()
-                    .filter_map(|c| c.as_str().map(str::to_owned))
-                    .collect();
-                // Verify it with the current step's code (a step ahead of it stays fresh for
-                // the bench; the one behind would be on the edge of the window under load).
-                let r = post(
-                    "/v1/totps/authenticate",
-                    json!({"user_id": id, "totp_code": code(&secret, now(), 0)}),
-                )
-                .await?;
-                if !r.status().is_success() {
-                    bail!(
-                        "seeding: authenticate answered {}: {}",
-                        r.status(),
-                        r.text().await?
-                    );
-                }
-                out.push(Seeded { id, secret, recovery });
-            }
-        }));
+    let db = store::Db::connect(db_url, &store::PoolSettings::default()).await?;
+    let now = now();
+    let mut seeded = Vec::with_capacity(users);
+    let mut batch = Vec::with_capacity(5000);
+    for i in 0..users {
+        let (u, t, s) = seeded_user(&ring.ring, i, now)?;
+        batch.push((u, t));
+        seeded.push(s);
+        if batch.len() == batch.capacity() || i + 1 == users {
+            db.seed_verified_users(project_id, &batch)
+                .await
+                .map_err(|e| anyhow::anyhow!("seeding: {e}"))?;
+            batch.clear();
+        }
     }
-    let mut seeded = Vec::new();
-    for t in tasks {
-        seeded.extend(t.await??);
-    }
+    db.close().await?;
     eprintln!(
-        "xtask: seeded {} users with verified TOTPs in {:.1} s",
+        "xtask: seeded {} users with verified TOTPs through store in {:.1} s",
         seeded.len(),
         started.elapsed().as_secs_f64()
     );
@@ -361,13 +403,18 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-fn latch_env(cmd: &mut Command, work: &Path, db: &str) {
+fn latch_env(cmd: &mut Command, work: &Path, db: &str, ring: &Ring) {
     cmd.current_dir(work)
         .env("LATCH_ENV", "local")
         .env_remove("DATABASE_URL")
         .env_remove("REDIS_URL")
         .env("LATCH__DATABASE__URL", db)
         .env("LATCH__KEYS__FILE", work.join("keys.toml"))
+        .env("LATCH__KEYS__ACTIVE", RING_ID)
+        .env(
+            format!("LATCH__KEYS__RING__{}", RING_ID.to_uppercase()),
+            &ring.key,
+        )
         .env("LATCH__BOOTSTRAP__FIRST_PROJECT", "false")
         .env("LATCH__LOG__LEVEL", "warn")
         // The bench measures cost, not limits: every bucket is raised out of the way.
@@ -391,8 +438,9 @@ async fn measure(
     pg_url: Option<String>,
 ) -> anyhow::Result<Measured> {
     let latch = release.join("latch");
+    let ring = ring()?;
     let mut create = Command::new(&latch);
-    latch_env(&mut create, work, latch_db);
+    latch_env(&mut create, work, latch_db, &ring);
     let out = create
         .args(["project", "create", "--name", "Bench", "--json"])
         .output()?;
@@ -404,9 +452,10 @@ async fn measure(
         p["project_id"].as_str().unwrap_or("").to_owned(),
         p["secret"].as_str().unwrap_or("").to_owned(),
     );
+    let users = Arc::new(seed(latch_db, &auth.0, &ring, o.users).await?);
     let port = free_port()?;
     let mut serve = Command::new(&latch);
-    latch_env(&mut serve, work, latch_db);
+    latch_env(&mut serve, work, latch_db, &ring);
     let server = Proc(
         serve
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -415,7 +464,6 @@ async fn measure(
     );
     crate::sdk::wait_until_up(port)?;
     let base = format!("http://127.0.0.1:{port}");
-    let users = Arc::new(seed(&base, &auth, o.users).await?);
     let n = users.len();
     let pk = format!("pk {}", o.backend);
 
@@ -451,8 +499,8 @@ async fn measure(
         }),
         baseline: Some(pk.clone()),
     });
-    // Success path: one fresh user per request (each step accepts one code per user), with the
-    // code of the next step, which is after the step the seeding used.
+    // Success path: one fresh user per request (each step accepts one code per user); the
+    // seeded TOTPs were never used, so the current step's code is fresh.
     let u = users.clone();
     let fresh = AtomicUsize::new(0);
     targets.push(Target {
@@ -465,7 +513,7 @@ async fn measure(
             Some((
                 reqwest::Method::POST,
                 "/v1/totps/authenticate".into(),
-                Some(json!({"user_id": s.id, "totp_code": code(&s.secret, now(), 1)})),
+                Some(json!({"user_id": s.id, "totp_code": code(&s.secret, now(), 0)})),
             ))
         }),
         baseline: Some(pk.clone()),

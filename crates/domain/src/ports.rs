@@ -8,6 +8,31 @@ use crate::model::*;
 use crate::session::{Session, SessionWrite};
 use serde_json::{Map, Value};
 
+/// What [`Store::load_user`] reads with the user, in the same statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum With<'a> {
+    /// The user alone.
+    Nothing,
+    /// The usable TOTPs' sealed secrets ([`Loaded::totps`]).
+    TotpSecrets,
+    /// The unused recovery codes of the usable TOTPs ([`Loaded::codes`]).
+    UnusedCodes,
+    /// The user's recovery code, used or not, whose index is one of these ([`Loaded::found`]).
+    CodeByIndex(&'a [Vec<u8>]),
+}
+
+/// A user and what was loaded with it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub user: User,
+    /// With [`With::TotpSecrets`]: the usable TOTPs, verified first, then newest first.
+    pub totps: Vec<StoredTotp>,
+    /// With [`With::UnusedCodes`]: unused codes of the usable TOTPs, in their original order.
+    pub codes: Vec<StoredRecoveryCode>,
+    /// With [`With::CodeByIndex`]: the code found, if any.
+    pub found: Option<FoundRecoveryCode>,
+}
+
 #[async_trait::async_trait]
 pub trait Store: Send + Sync {
     /// A project and the SHA-256 hashes of its active secrets.
@@ -58,8 +83,22 @@ pub trait Store: Send + Sync {
 
     /// Inserts a user; unique violations become `DuplicateEmail` and friends.
     async fn insert_user(&self, project_id: &str, user: &NewUser) -> Result<(), Error>;
+    /// Finds a user by id or external id, with TOTPs visible at `now`, and what `with` asks
+    /// for, in one round trip.
+    async fn load_user(
+        &self,
+        project_id: &str,
+        user: &UserRef,
+        now: i64,
+        with: With<'_>,
+    ) -> Result<Option<Loaded>, Error>;
     /// Finds a user by id or external id, with TOTPs visible at `now`.
-    async fn find_user(&self, project_id: &str, user: &UserRef, now: i64) -> Result<Option<User>, Error>;
+    async fn find_user(&self, project_id: &str, user: &UserRef, now: i64) -> Result<Option<User>, Error> {
+        Ok(self
+            .load_user(project_id, user, now, With::Nothing)
+            .await?
+            .map(|l| l.user))
+    }
     /// One page of a search, ordered by (created_at, id), and the number of all matches.
     async fn search_users(
         &self,
@@ -91,9 +130,6 @@ pub trait Store: Send + Sync {
     /// Inserts a TOTP with its recovery codes, replacing any pending one; `ActiveTotpExists`
     /// if the user has a verified TOTP.
     async fn insert_totp(&self, project_id: &str, totp: &NewTotp, now: i64) -> Result<(), Error>;
-    /// The user's usable TOTPs (verified first, then unexpired pending), newest first.
-    async fn usable_totps(&self, project_id: &str, user_id: &str, now: i64)
-    -> Result<Vec<StoredTotp>, Error>;
     /// Accepts `step` for a TOTP with a compare-and-set on its last used step; on success also
     /// marks it verified, resets the failure counter and activates a pending user, all in one
     /// transaction. False when the step (or a later one) was already accepted; `UserLocked` if
@@ -109,19 +145,6 @@ pub trait Store: Send + Sync {
         now: i64,
         session: Option<&SessionWrite>,
     ) -> Result<bool, Error>;
-    /// Unused recovery codes of the given TOTPs.
-    async fn unused_recovery_codes(
-        &self,
-        project_id: &str,
-        totp_ids: &[String],
-    ) -> Result<Vec<StoredRecoveryCode>, Error>;
-    /// Finds one of the user's recovery codes by any of the candidate index values.
-    async fn find_recovery_code(
-        &self,
-        project_id: &str,
-        user_id: &str,
-        candidates: &[Vec<u8>],
-    ) -> Result<Option<FoundRecoveryCode>, Error>;
     /// Spends a recovery code with a conditional write (`used_at IS NULL`); on success also
     /// resets the failure counter and activates a pending user, in one transaction.
     async fn spend_recovery_code(

@@ -5,7 +5,7 @@ use crate::crypto::KeyRing;
 use crate::ids::{self, Environment, ExternalId, Kind, TotpId, UserRef};
 use crate::jwt::{self, PublicJwk, SigningKey};
 use crate::model::*;
-use crate::ports::Store;
+use crate::ports::{Loaded, Store, With};
 use crate::recovery::{self, RecoveryCode};
 use crate::session::{self as sess, Factor, FactorKind, Session, SessionWrite};
 use crate::totp::{self, TotpCode, TotpParams, TotpSecret};
@@ -447,12 +447,19 @@ impl Latch {
     // ---- users ----
 
     async fn load_user(&self, p: &Project, user: &UserRef) -> Result<User, Error> {
+        Ok(self.load_with(p, user, With::Nothing).await?.user)
+    }
+
+    /// The user and what `with` names, in one round trip to the store.
+    async fn load_with(&self, p: &Project, user: &UserRef, with: With<'_>) -> Result<Loaded, Error> {
         let now = self.now();
-        self.store
-            .find_user(&p.id, user, now)
+        let mut loaded = self
+            .store
+            .load_user(&p.id, user, now, with)
             .await?
-            .map(|u| u.settle(now))
-            .ok_or(Error::UserNotFound)
+            .ok_or(Error::UserNotFound)?;
+        loaded.user = loaded.user.settle(now);
+        Ok(loaded)
     }
 
     async fn reload(&self, p: &Project, user_id: &str) -> Result<User, Error> {
@@ -679,11 +686,12 @@ impl Latch {
         code: &TotpCode,
         session: &SessionRequest,
     ) -> Result<Authenticated, Error> {
-        let owner = self.load_user(p, user).await?;
+        let Loaded {
+            user: owner, totps, ..
+        } = self.load_with(p, user, With::TotpSecrets).await?;
         let plan = self.plan_session(p, &owner, session).await?;
         self.check_lock(&owner)?;
         let now = self.now();
-        let totps = self.store.usable_totps(&p.id, &owner.id, now).await?;
         let Some(t) = totps.first() else {
             return Err(Error::TotpsNotFoundForUser);
         };
@@ -720,13 +728,13 @@ impl Latch {
 
     /// `POST /v1/totps/recovery_codes`: every usable TOTP with its unused codes.
     pub async fn recovery_codes(&self, p: &Project, user: &UserRef) -> Result<(User, Vec<TotpCodes>), Error> {
-        let owner = self.load_user(p, user).await?;
+        let Loaded {
+            user: owner, codes, ..
+        } = self.load_with(p, user, With::UnusedCodes).await?;
         // The user's usable TOTPs came with the user: verified first, then newest first.
         let mut totps = owner.totps.clone();
         totps.reverse();
         totps.sort_by_key(|t| !t.verified);
-        let ids: Vec<String> = totps.iter().map(|t| t.id.clone()).collect();
-        let codes = self.store.unused_recovery_codes(&p.id, &ids).await?;
         let mut out = Vec::with_capacity(totps.len());
         for t in &totps {
             let mut shown = Vec::new();
@@ -752,20 +760,19 @@ impl Latch {
         code: &RecoveryCode,
         session: &SessionRequest,
     ) -> Result<Authenticated, Error> {
-        let owner = self.load_user(p, user).await?;
-        let plan = self.plan_session(p, &owner, session).await?;
-        self.check_lock(&owner)?;
-        let now = self.now();
-        if self.store.usable_totps(&p.id, &owner.id, now).await?.is_empty() {
-            return Err(Error::TotpsNotFoundForUser);
-        }
         // The index is a keyed HMAC, so finding the row by it reveals nothing about the code;
         // the single conditional write below is the only evidence of a valid use (R-RC-1).
         let candidates = self.keys.index_candidates(code.normalised());
-        let found = self
-            .store
-            .find_recovery_code(&p.id, &owner.id, &candidates)
-            .await?;
+        let Loaded {
+            user: owner, found, ..
+        } = self.load_with(p, user, With::CodeByIndex(&candidates)).await?;
+        let plan = self.plan_session(p, &owner, session).await?;
+        self.check_lock(&owner)?;
+        let now = self.now();
+        // The user's usable TOTPs came with the user.
+        if owner.totps.is_empty() {
+            return Err(Error::TotpsNotFoundForUser);
+        }
         if found.as_ref().is_some_and(|f| f.used) {
             metrics::counter!("latch_replays_rejected_total", "factor" => "recovery_code").increment(1);
         }

@@ -6,13 +6,16 @@
 //! begin `IMMEDIATE`, so a race waits for the lock instead of failing with SQLITE_BUSY.
 //! Depends on `domain` and sea-orm only: never on HTTP or Redis.
 
+mod bundle;
 mod entity;
 mod migration;
+mod success;
 
 use domain::Error;
 use domain::crypto::Sealed;
 use domain::ids::UserRef;
 use domain::model::*;
+use domain::ports::{Loaded, With};
 use domain::search::{Filter, Search};
 use domain::session::{Session, SessionWrite};
 use entity::{
@@ -32,6 +35,7 @@ use serde_json::{Map, Value};
 use std::time::Duration;
 
 pub use migration::Migrator;
+use success::{Single, Who};
 
 /// Connection pool settings.
 #[derive(Debug, Clone)]
@@ -189,6 +193,57 @@ impl Db {
         self.conn.close().await
     }
 
+    /// Bulk insert for `cargo xtask bench`, not used by the service: users, each with a TOTP
+    /// that is already verified (and never used) and its recovery codes, a few hundred users
+    /// per statement and one write transaction per batch.
+    pub async fn seed_verified_users(
+        &self,
+        project_id: &str,
+        users: &[(NewUser, NewTotp)],
+    ) -> Result<(), Error> {
+        // Under both backends' bound-parameter limits: 11 columns × 10 codes × 250 users.
+        for batch in users.chunks(250) {
+            let txn = self.write().await?;
+            let result = async {
+                let rows = batch.iter().map(|(u, _)| user_row(project_id, u));
+                user::Entity::insert_many(rows.collect::<Result<Vec<_>, Error>>()?)
+                    .exec(&txn)
+                    .await
+                    .map_err(unique_err)?;
+                let emails: Vec<_> = batch
+                    .iter()
+                    .filter_map(|(u, _)| email_row(project_id, u))
+                    .collect();
+                if !emails.is_empty() {
+                    user_email::Entity::insert_many(emails)
+                        .exec(&txn)
+                        .await
+                        .map_err(unique_err)?;
+                }
+                let totps = batch.iter().map(|(_, t)| totp_row(project_id, t, true));
+                totp::Entity::insert_many(totps)
+                    .exec(&txn)
+                    .await
+                    .map_err(unique_err)?;
+                let codes = batch.iter().flat_map(|(_, t)| code_rows(project_id, t));
+                recovery_code::Entity::insert_many(codes)
+                    .exec(&txn)
+                    .await
+                    .map_err(db_err)?;
+                Ok::<_, Error>(())
+            }
+            .await;
+            match result {
+                Ok(()) => txn.commit().await.map_err(db_err)?,
+                Err(e) => {
+                    txn.rollback().await.map_err(db_err)?;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The raw connection, for tests that inspect what is stored.
     pub fn connection(&self) -> &DatabaseConnection {
         &self.conn
@@ -272,6 +327,85 @@ fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, Error> {
     serde_json::to_string(v).map_err(Error::internal)
 }
 
+fn user_row(project_id: &str, u: &NewUser) -> Result<user::ActiveModel, Error> {
+    Ok(user::ActiveModel {
+        id: Set(u.id.clone()),
+        project_id: Set(project_id.to_owned()),
+        external_id: Set(u.external_id.clone()),
+        status: Set(u.status.as_str().to_owned()),
+        first_name: Set(u.name.first_name.clone()),
+        middle_name: Set(u.name.middle_name.clone()),
+        last_name: Set(u.name.last_name.clone()),
+        trusted_metadata: Set(to_json(&u.trusted_metadata)?),
+        untrusted_metadata: Set(to_json(&u.untrusted_metadata)?),
+        roles: Set(to_json(&u.roles)?),
+        failed_attempts: Set(0),
+        lock_created_at: Set(None),
+        lock_expires_at: Set(None),
+        created_at: Set(u.created_at),
+        updated_at: Set(u.created_at),
+    })
+}
+
+fn email_row(project_id: &str, u: &NewUser) -> Option<user_email::ActiveModel> {
+    u.email.as_ref().map(|e| user_email::ActiveModel {
+        id: Set(e.id.clone()),
+        project_id: Set(project_id.to_owned()),
+        user_id: Set(u.id.clone()),
+        email: Set(e.email.clone()),
+        verified: Set(e.verified),
+        created_at: Set(u.created_at),
+    })
+}
+
+fn phone_row(project_id: &str, u: &NewUser) -> Option<user_phone::ActiveModel> {
+    u.phone_number.as_ref().map(|ph| user_phone::ActiveModel {
+        id: Set(ph.id.clone()),
+        project_id: Set(project_id.to_owned()),
+        user_id: Set(u.id.clone()),
+        phone_number: Set(ph.phone_number.clone()),
+        verified: Set(ph.verified),
+        created_at: Set(u.created_at),
+    })
+}
+
+/// A new TOTP's row: pending until its expiry, or (bench seeding) already verified.
+fn totp_row(project_id: &str, t: &NewTotp, verified: bool) -> totp::ActiveModel {
+    totp::ActiveModel {
+        id: Set(t.id.clone()),
+        project_id: Set(project_id.to_owned()),
+        user_id: Set(t.user_id.clone()),
+        secret_key_id: Set(t.secret.key_id.clone()),
+        secret_sealed: Set(t.secret.bytes.clone()),
+        verified: Set(verified),
+        expires_at: Set((!verified).then_some(t.expires_at)),
+        last_used_step: Set(None),
+        created_at: Set(t.created_at),
+    }
+}
+
+fn code_rows<'a>(
+    project_id: &'a str,
+    t: &'a NewTotp,
+) -> impl Iterator<Item = recovery_code::ActiveModel> + 'a {
+    t.recovery_codes
+        .iter()
+        .enumerate()
+        .map(move |(i, c)| recovery_code::ActiveModel {
+            id: Set(c.id.clone()),
+            project_id: Set(project_id.to_owned()),
+            user_id: Set(t.user_id.clone()),
+            totp_id: Set(t.id.clone()),
+            code_index: Set(c.index.clone()),
+            index_key_id: Set(c.index_key_id.clone()),
+            code_key_id: Set(c.sealed.key_id.clone()),
+            code_sealed: Set(c.sealed.bytes.clone()),
+            position: Set(i64::try_from(i).unwrap_or(i64::MAX)),
+            used_at: Set(None),
+            created_at: Set(t.created_at),
+        })
+}
+
 /// Takes the user's row lock (Postgres) or the write lock (SQLite) and checks it exists.
 async fn touch_user(
     txn: &DatabaseTransaction,
@@ -293,40 +427,6 @@ async fn touch_user(
     }
 }
 
-/// The first write of every successful authentication, taking the user's row lock before any
-/// other (so writers always lock in the same order): the failure counter starts again and a
-/// pending user becomes active, unless the user is locked, which is checked here, inside the
-/// transaction, so a lock set by a concurrent failure is never raced past.
-async fn claim_user(
-    txn: &DatabaseTransaction,
-    project_id: &str,
-    user_id: &str,
-    now: i64,
-) -> Result<(), Error> {
-    let r = user::Entity::update_many()
-        .col_expr(user::Column::FailedAttempts, Expr::value(0))
-        .col_expr(user::Column::Status, Expr::value(UserStatus::Active.as_str()))
-        .col_expr(user::Column::UpdatedAt, Expr::value(now))
-        .filter(user::Column::Id.eq(user_id))
-        .filter(user::Column::ProjectId.eq(project_id))
-        .filter(unlocked(now))
-        .exec(txn)
-        .await
-        .map_err(db_err)?;
-    if r.rows_affected == 1 {
-        return Ok(());
-    }
-    let found = user::Entity::find_by_id(user_id)
-        .filter(user::Column::ProjectId.eq(project_id))
-        .one(txn)
-        .await
-        .map_err(db_err)?;
-    match found.and_then(|u| u.lock_expires_at) {
-        Some(until) if until > now => Err(Error::user_locked(until, now)),
-        _ => Err(Error::UserNotFound),
-    }
-}
-
 fn unlocked(now: i64) -> Condition {
     Condition::any()
         .add(user::Column::LockExpiresAt.is_null())
@@ -337,20 +437,6 @@ fn visible_totps(now: i64) -> Condition {
     Condition::any()
         .add(totp::Column::Verified.eq(true))
         .add(totp::Column::ExpiresAt.gt(now))
-}
-
-fn stored_totp(m: totp::Model) -> StoredTotp {
-    StoredTotp {
-        id: m.id,
-        user_id: m.user_id,
-        verified: m.verified,
-        secret: Sealed {
-            key_id: m.secret_key_id,
-            bytes: m.secret_sealed,
-        },
-        expires_at: m.expires_at,
-        created_at: m.created_at,
-    }
 }
 
 fn to_session(m: session::Model) -> Result<Session, Error> {
@@ -559,62 +645,74 @@ async fn load_users(
         .await
         .map_err(db_err)?;
     factors.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-    let of = |kind: &'static str| factors.iter().filter(move |f| f.kind == kind);
-    let (emails, phones, totps): (Vec<_>, Vec<_>, Vec<_>) =
-        (of("e").collect(), of("p").collect(), of("t").collect());
     rows.into_iter()
         .map(|u| {
-            let lock = match (u.lock_created_at, u.lock_expires_at) {
-                (Some(created_at), Some(expires_at)) => Some(Lock {
-                    created_at,
-                    expires_at,
-                }),
-                _ => None,
-            };
-            Ok(User {
-                status: UserStatus::parse(&u.status)
-                    .ok_or_else(|| Error::internal(format!("user {} has status {:?}", u.id, u.status)))?,
-                external_id: u.external_id,
-                name: Name {
-                    first_name: u.first_name,
-                    middle_name: u.middle_name,
-                    last_name: u.last_name,
-                },
-                emails: emails
-                    .iter()
-                    .filter(|e| e.user_id == u.id)
-                    .map(|e| Email {
-                        id: e.id.clone(),
-                        email: e.value.clone(),
-                        verified: e.verified,
-                    })
-                    .collect(),
-                phone_numbers: phones
-                    .iter()
-                    .filter(|p| p.user_id == u.id)
-                    .map(|p| PhoneNumber {
-                        id: p.id.clone(),
-                        phone_number: p.value.clone(),
-                        verified: p.verified,
-                    })
-                    .collect(),
-                totps: totps
-                    .iter()
-                    .filter(|t| t.user_id == u.id)
-                    .map(|t| TotpSummary {
-                        id: t.id.clone(),
-                        verified: t.verified,
-                    })
-                    .collect(),
-                trusted_metadata: parse_object(&u.trusted_metadata)?,
-                untrusted_metadata: parse_object(&u.untrusted_metadata)?,
-                roles: serde_json::from_str(&u.roles).map_err(Error::internal)?,
-                created_at: u.created_at,
-                lock,
-                id: u.id,
-            })
+            let mine = factors.iter().filter(|f| f.user_id == u.id).map(|f| Factor {
+                kind: &f.kind,
+                id: &f.id,
+                value: &f.value,
+                verified: f.verified,
+            });
+            let mine: Vec<Factor<'_>> = mine.collect();
+            to_user(u, &mine)
         })
         .collect()
+}
+
+/// One email (`e`), phone number (`p`) or usable TOTP (`t`) of a user, as the queries return it.
+struct Factor<'a> {
+    kind: &'a str,
+    id: &'a str,
+    value: &'a str,
+    verified: bool,
+}
+
+/// The domain user from its row and its factors, in the order given.
+fn to_user(u: user::Model, factors: &[Factor<'_>]) -> Result<User, Error> {
+    let lock = match (u.lock_created_at, u.lock_expires_at) {
+        (Some(created_at), Some(expires_at)) => Some(Lock {
+            created_at,
+            expires_at,
+        }),
+        _ => None,
+    };
+    let of = |kind: &'static str| factors.iter().filter(move |f| f.kind == kind);
+    Ok(User {
+        status: UserStatus::parse(&u.status)
+            .ok_or_else(|| Error::internal(format!("user {} has status {:?}", u.id, u.status)))?,
+        external_id: u.external_id,
+        name: Name {
+            first_name: u.first_name,
+            middle_name: u.middle_name,
+            last_name: u.last_name,
+        },
+        emails: of("e")
+            .map(|e| Email {
+                id: e.id.to_owned(),
+                email: e.value.to_owned(),
+                verified: e.verified,
+            })
+            .collect(),
+        phone_numbers: of("p")
+            .map(|p| PhoneNumber {
+                id: p.id.to_owned(),
+                phone_number: p.value.to_owned(),
+                verified: p.verified,
+            })
+            .collect(),
+        totps: of("t")
+            .map(|t| TotpSummary {
+                id: t.id.to_owned(),
+                verified: t.verified,
+            })
+            .collect(),
+        trusted_metadata: parse_object(&u.trusted_metadata)?,
+        untrusted_metadata: parse_object(&u.untrusted_metadata)?,
+        roles: serde_json::from_str(&u.roles).map_err(Error::internal)?,
+        created_at: u.created_at,
+        lock,
+        id: u.id,
+    })
 }
 
 /// `%value%` for LIKE, with the wildcards in the value escaped.
@@ -1113,65 +1211,64 @@ impl domain::ports::Store for Db {
 
     async fn insert_user(&self, project_id: &str, u: &NewUser) -> Result<(), Error> {
         let txn = self.write().await?;
-        user::Entity::insert(user::ActiveModel {
-            id: Set(u.id.clone()),
-            project_id: Set(project_id.to_owned()),
-            external_id: Set(u.external_id.clone()),
-            status: Set(u.status.as_str().to_owned()),
-            first_name: Set(u.name.first_name.clone()),
-            middle_name: Set(u.name.middle_name.clone()),
-            last_name: Set(u.name.last_name.clone()),
-            trusted_metadata: Set(to_json(&u.trusted_metadata)?),
-            untrusted_metadata: Set(to_json(&u.untrusted_metadata)?),
-            roles: Set(to_json(&u.roles)?),
-            failed_attempts: Set(0),
-            lock_created_at: Set(None),
-            lock_expires_at: Set(None),
-            created_at: Set(u.created_at),
-            updated_at: Set(u.created_at),
-        })
-        .exec(&txn)
-        .await
-        .map_err(unique_err)?;
-        if let Some(e) = &u.email {
-            user_email::Entity::insert(user_email::ActiveModel {
-                id: Set(e.id.clone()),
-                project_id: Set(project_id.to_owned()),
-                user_id: Set(u.id.clone()),
-                email: Set(e.email.clone()),
-                verified: Set(e.verified),
-                created_at: Set(u.created_at),
-            })
+        user::Entity::insert(user_row(project_id, u)?)
             .exec(&txn)
             .await
             .map_err(unique_err)?;
+        if let Some(e) = email_row(project_id, u) {
+            user_email::Entity::insert(e)
+                .exec(&txn)
+                .await
+                .map_err(unique_err)?;
         }
-        if let Some(ph) = &u.phone_number {
-            user_phone::Entity::insert(user_phone::ActiveModel {
-                id: Set(ph.id.clone()),
-                project_id: Set(project_id.to_owned()),
-                user_id: Set(u.id.clone()),
-                phone_number: Set(ph.phone_number.clone()),
-                verified: Set(ph.verified),
-                created_at: Set(u.created_at),
-            })
-            .exec(&txn)
-            .await
-            .map_err(unique_err)?;
+        if let Some(ph) = phone_row(project_id, u) {
+            user_phone::Entity::insert(ph)
+                .exec(&txn)
+                .await
+                .map_err(unique_err)?;
         }
         txn.commit().await.map_err(db_err)
     }
 
-    async fn find_user(&self, project_id: &str, r: &UserRef, now: i64) -> Result<Option<User>, Error> {
-        let q = user::Entity::find().filter(user::Column::ProjectId.eq(project_id));
-        let q = match r {
-            UserRef::Id(id) => q.filter(user::Column::Id.eq(id.as_str())),
-            UserRef::External(ext) => q.filter(user::Column::ExternalId.eq(ext.as_str())),
-        };
-        let Some(u) = q.one(&self.conn).await.map_err(db_err)? else {
+    async fn load_user(
+        &self,
+        project_id: &str,
+        r: &UserRef,
+        now: i64,
+        with: With<'_>,
+    ) -> Result<Option<Loaded>, Error> {
+        let stmt = bundle::statement(self.backend(), project_id, r, now, with);
+        let Some(res) = self.conn.query_one_raw(stmt).await.map_err(db_err)? else {
             return Ok(None);
         };
-        Ok(load_users(&self.conn, project_id, vec![u], now).await?.pop())
+        let row = bundle::Row::decode(&res)?;
+        let totps = match with {
+            With::TotpSecrets => row.totps()?,
+            _ => Vec::new(),
+        };
+        let codes = row.codes()?;
+        let found = row.found();
+        let bundle::Row {
+            user: user_row,
+            factors,
+            ..
+        } = row;
+        let factors: Vec<Factor<'_>> = factors
+            .iter()
+            .map(|f| Factor {
+                kind: &f.kind,
+                id: &f.id,
+                value: &f.value,
+                verified: f.verified,
+            })
+            .collect();
+        let user = to_user(user_row, &factors)?;
+        Ok(Some(Loaded {
+            user,
+            totps,
+            codes,
+            found,
+        }))
     }
 
     async fn search_users(
@@ -1350,10 +1447,10 @@ impl domain::ports::Store for Db {
         let locks = Expr::col(user::Column::FailedAttempts)
             .add(1)
             .gte(i64::from(policy.max_failures));
-        let txn = self.write().await?;
-        // One conditional write: count the failure and, at the limit, set the lock and start the
-        // counter again; a user already locked is left alone (R-RC-2).
-        let r = user::Entity::update_many()
+        // One conditional write, its own transaction: count the failure and, at the limit, set
+        // the lock and start the counter again; a user already locked is left alone (R-RC-2).
+        // RETURNING reads the row as this write left it.
+        let mut q = user::Entity::update_many()
             .col_expr(
                 user::Column::FailedAttempts,
                 CaseStatement::new().case(locks.clone(), 0).finally(next).into(),
@@ -1375,23 +1472,31 @@ impl domain::ports::Store for Db {
             .filter(user::Column::Id.eq(user_id))
             .filter(user::Column::ProjectId.eq(project_id))
             .filter(unlocked(now))
-            .exec(&txn)
+            .into_query();
+        q.returning(Query::returning().columns([user::Column::FailedAttempts, user::Column::LockExpiresAt]));
+        // All rows, so SQLite steps the statement to its end (and commits) before we go on.
+        let written = self
+            .conn
+            .query_all_raw(self.backend().build(&q))
             .await
             .map_err(db_err)?;
-        // Inside the transaction the row is ours: a counter back at zero means this write set
-        // the lock; no row changed means the user was already locked (or is gone).
+        if let Some(row) = written.first() {
+            let failed: i64 = row.try_get("", "failed_attempts").map_err(Error::internal)?;
+            let lock: Option<i64> = row.try_get("", "lock_expires_at").map_err(Error::internal)?;
+            // A counter back at zero means this write set the lock.
+            return Ok(match lock {
+                Some(until) if failed == 0 && until > now => FailureOutcome::LockedNow(until),
+                _ => FailureOutcome::Counted,
+            });
+        }
+        // No row changed: the user was already locked (by a concurrent failure), or is gone.
         let after = user::Entity::find_by_id(user_id)
             .filter(user::Column::ProjectId.eq(project_id))
-            .one(&txn)
+            .one(&self.conn)
             .await
             .map_err(db_err)?;
-        txn.commit().await.map_err(db_err)?;
-        let Some(after) = after else {
-            return Ok(FailureOutcome::Counted);
-        };
-        Ok(match (r.rows_affected, after.lock_expires_at) {
-            (1, Some(until)) if after.failed_attempts == 0 && until > now => FailureOutcome::LockedNow(until),
-            (0, Some(until)) if until > now => FailureOutcome::AlreadyLocked(until),
+        Ok(match after.and_then(|u| u.lock_expires_at) {
+            Some(until) if until > now => FailureOutcome::AlreadyLocked(until),
             _ => FailureOutcome::Counted,
         })
     }
@@ -1434,62 +1539,15 @@ impl domain::ports::Store for Db {
                 .await
                 .map_err(db_err)?;
         }
-        totp::Entity::insert(totp::ActiveModel {
-            id: Set(t.id.clone()),
-            project_id: Set(project_id.to_owned()),
-            user_id: Set(t.user_id.clone()),
-            secret_key_id: Set(t.secret.key_id.clone()),
-            secret_sealed: Set(t.secret.bytes.clone()),
-            verified: Set(false),
-            expires_at: Set(Some(t.expires_at)),
-            last_used_step: Set(None),
-            created_at: Set(t.created_at),
-        })
-        .exec(&txn)
-        .await
-        .map_err(unique_err)?;
-        let codes = t
-            .recovery_codes
-            .iter()
-            .enumerate()
-            .map(|(i, c)| recovery_code::ActiveModel {
-                id: Set(c.id.clone()),
-                project_id: Set(project_id.to_owned()),
-                user_id: Set(t.user_id.clone()),
-                totp_id: Set(t.id.clone()),
-                code_index: Set(c.index.clone()),
-                index_key_id: Set(c.index_key_id.clone()),
-                code_key_id: Set(c.sealed.key_id.clone()),
-                code_sealed: Set(c.sealed.bytes.clone()),
-                position: Set(i64::try_from(i).unwrap_or(i64::MAX)),
-                used_at: Set(None),
-                created_at: Set(t.created_at),
-            });
-        recovery_code::Entity::insert_many(codes)
+        totp::Entity::insert(totp_row(project_id, t, false))
+            .exec(&txn)
+            .await
+            .map_err(unique_err)?;
+        recovery_code::Entity::insert_many(code_rows(project_id, t))
             .exec(&txn)
             .await
             .map_err(db_err)?;
         txn.commit().await.map_err(db_err)
-    }
-
-    async fn usable_totps(
-        &self,
-        project_id: &str,
-        user_id: &str,
-        now: i64,
-    ) -> Result<Vec<StoredTotp>, Error> {
-        Ok(totp::Entity::find()
-            .filter(totp::Column::ProjectId.eq(project_id))
-            .filter(totp::Column::UserId.eq(user_id))
-            .filter(visible_totps(now))
-            .order_by_desc(totp::Column::Verified)
-            .order_by_desc(totp::Column::CreatedAt)
-            .all(&self.conn)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(stored_totp)
-            .collect())
     }
 
     async fn accept_totp_step(
@@ -1501,103 +1559,12 @@ impl domain::ports::Store for Db {
         now: i64,
         session: Option<&SessionWrite>,
     ) -> Result<bool, Error> {
-        let txn = self.write().await?;
-        if let Err(e) = claim_user(&txn, project_id, user_id, now).await {
-            txn.rollback().await.map_err(db_err)?;
-            return Err(e);
-        }
-        // The compare-and-set of spec §5.5: the step only moves forward, once.
-        let r = totp::Entity::update_many()
-            .col_expr(totp::Column::LastUsedStep, Expr::value(step))
-            .col_expr(totp::Column::Verified, Expr::value(true))
-            .col_expr(totp::Column::ExpiresAt, Expr::value(Option::<i64>::None))
-            .filter(totp::Column::Id.eq(totp_id))
-            .filter(totp::Column::ProjectId.eq(project_id))
-            .filter(totp::Column::UserId.eq(user_id))
-            .filter(visible_totps(now))
-            .filter(
-                Condition::any()
-                    .add(totp::Column::LastUsedStep.is_null())
-                    .add(totp::Column::LastUsedStep.lt(step)),
-            )
-            .exec(&txn)
-            .await
-            .map_err(unique_err)?;
-        if r.rows_affected != 1 {
-            // A replay, unless the TOTP vanished or expired meanwhile (not the client's fault,
-            // and not counted as a failure).
-            let still_there = totp::Entity::find_by_id(totp_id)
-                .filter(totp::Column::ProjectId.eq(project_id))
-                .filter(visible_totps(now))
-                .count(&txn)
-                .await
-                .map_err(db_err)?;
-            txn.rollback().await.map_err(db_err)?;
-            return if still_there == 1 {
-                Ok(false)
-            } else {
-                Err(Error::TotpsNotFoundForUser)
-            };
-        }
-        finish_success(txn, project_id, user_id, session, now).await
-    }
-
-    async fn unused_recovery_codes(
-        &self,
-        project_id: &str,
-        totp_ids: &[String],
-    ) -> Result<Vec<StoredRecoveryCode>, Error> {
-        if totp_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        Ok(recovery_code::Entity::find()
-            .filter(recovery_code::Column::ProjectId.eq(project_id))
-            .filter(recovery_code::Column::TotpId.is_in(totp_ids.iter().map(String::as_str)))
-            .filter(recovery_code::Column::UsedAt.is_null())
-            .order_by_asc(recovery_code::Column::Position)
-            .all(&self.conn)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(|c| StoredRecoveryCode {
-                id: c.id,
-                totp_id: c.totp_id,
-                sealed: Sealed {
-                    key_id: c.code_key_id,
-                    bytes: c.code_sealed,
-                },
-            })
-            .collect())
-    }
-
-    async fn find_recovery_code(
-        &self,
-        project_id: &str,
-        user_id: &str,
-        candidates: &[Vec<u8>],
-    ) -> Result<Option<FoundRecoveryCode>, Error> {
-        let Some(c) = recovery_code::Entity::find()
-            .filter(recovery_code::Column::ProjectId.eq(project_id))
-            .filter(recovery_code::Column::UserId.eq(user_id))
-            .filter(recovery_code::Column::CodeIndex.is_in(candidates.iter().cloned()))
-            .one(&self.conn)
-            .await
-            .map_err(db_err)?
-        else {
-            return Ok(None);
+        let who = Who {
+            project_id,
+            user_id,
+            now,
         };
-        let verified = totp::Entity::find_by_id(c.totp_id.as_str())
-            .filter(totp::Column::ProjectId.eq(project_id))
-            .one(&self.conn)
-            .await
-            .map_err(db_err)?
-            .is_some_and(|t| t.verified);
-        Ok(Some(FoundRecoveryCode {
-            id: c.id,
-            totp_id: c.totp_id,
-            totp_verified: verified,
-            used: c.used_at.is_some(),
-        }))
+        self.succeed(who, Single::Step { totp_id, step }, session).await
     }
 
     async fn spend_recovery_code(
@@ -1608,26 +1575,12 @@ impl domain::ports::Store for Db {
         now: i64,
         session: Option<&SessionWrite>,
     ) -> Result<bool, Error> {
-        let txn = self.write().await?;
-        if let Err(e) = claim_user(&txn, project_id, user_id, now).await {
-            txn.rollback().await.map_err(db_err)?;
-            return Err(e);
-        }
-        // R-RC-1: exactly one request can move used_at from NULL.
-        let r = recovery_code::Entity::update_many()
-            .col_expr(recovery_code::Column::UsedAt, Expr::value(now))
-            .filter(recovery_code::Column::Id.eq(code_id))
-            .filter(recovery_code::Column::ProjectId.eq(project_id))
-            .filter(recovery_code::Column::UserId.eq(user_id))
-            .filter(recovery_code::Column::UsedAt.is_null())
-            .exec(&txn)
-            .await
-            .map_err(db_err)?;
-        if r.rows_affected != 1 {
-            txn.rollback().await.map_err(db_err)?;
-            return Ok(false);
-        }
-        finish_success(txn, project_id, user_id, session, now).await
+        let who = Who {
+            project_id,
+            user_id,
+            now,
+        };
+        self.succeed(who, Single::Code { code_id }, session).await
     }
 
     async fn signing_keys(&self, project_id: &str) -> Result<Vec<StoredSigningKey>, Error> {

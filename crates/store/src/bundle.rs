@@ -1,0 +1,275 @@
+//! One statement for a user and everything a request needs with it (issue 8): the user row, its
+//! emails, phone numbers and usable TOTPs, and, as asked, the TOTPs' sealed secrets, the unused
+//! recovery codes, or the recovery code found by its index. The factors travel as one JSON array
+//! per row kind (`json_agg` on Postgres, `json_group_array` on SQLite), so a request that used
+//! to take three or four round trips takes one.
+//!
+//! The SQL text depends only on the backend, the kind of user reference and what is asked for,
+//! so sqlx's per-connection statement cache prepares each shape once.
+
+use crate::entity::user;
+use domain::Error;
+use domain::crypto::Sealed;
+use domain::ids::UserRef;
+use domain::model::{FoundRecoveryCode, StoredRecoveryCode, StoredTotp};
+use domain::ports::With;
+use sea_orm::{DatabaseBackend, FromQueryResult, QueryResult, Statement, Value};
+use serde::Deserialize;
+
+/// `encode(col, 'hex')` / `hex(col)`: sealed bytes inside JSON.
+fn hex(backend: DatabaseBackend, col: &str) -> String {
+    match backend {
+        DatabaseBackend::Postgres => format!("encode({col}, 'hex')"),
+        _ => format!("hex({col})"),
+    }
+}
+
+/// A JSON array of the rows of `from`, one object per row with the named columns.
+fn json_rows(backend: DatabaseBackend, cols: &[&str], from: &str) -> String {
+    match backend {
+        DatabaseBackend::Postgres => format!("(SELECT coalesce(json_agg(f), '[]')::text FROM ({from}) f)"),
+        _ => {
+            let pairs: Vec<String> = cols.iter().map(|c| format!("'{c}', {c}")).collect();
+            format!(
+                "(SELECT json_group_array(json_object({})) FROM ({from}))",
+                pairs.join(", ")
+            )
+        }
+    }
+}
+
+/// The statement: parameters are `$1` project, `$2` user id or external id, `$3` now, then
+/// the index candidates. (sqlx binds `$N` by its number on SQLite too.)
+pub(crate) fn statement(
+    backend: DatabaseBackend,
+    project_id: &str,
+    r: &UserRef,
+    now: i64,
+    with: With<'_>,
+) -> Statement {
+    let secrets = with == With::TotpSecrets;
+    let (key_id, sealed) = if secrets {
+        ("t.secret_key_id".to_owned(), hex(backend, "t.secret_sealed"))
+    } else {
+        ("NULL".to_owned(), "NULL".to_owned())
+    };
+    // NULLs are typed in the first branch so Postgres resolves the union's column types.
+    let factors = json_rows(
+        backend,
+        &[
+            "kind",
+            "id",
+            "value",
+            "verified",
+            "created_at",
+            "key_id",
+            "sealed",
+            "expires_at",
+        ],
+        &format!(
+            "SELECT 'e' AS kind, e.id AS id, e.email AS value, e.verified AS verified, \
+                    e.created_at AS created_at, {null_text} AS key_id, {null_text} AS sealed, \
+                    {null_int} AS expires_at \
+             FROM user_emails e WHERE e.project_id = u.project_id AND e.user_id = u.id \
+             UNION ALL \
+             SELECT 'p', ph.id, ph.phone_number, ph.verified, ph.created_at, NULL, NULL, NULL \
+             FROM user_phone_numbers ph WHERE ph.project_id = u.project_id AND ph.user_id = u.id \
+             UNION ALL \
+             SELECT 't', t.id, t.id, t.verified, t.created_at, {key_id}, {sealed}, t.expires_at \
+             FROM totps t WHERE t.project_id = u.project_id AND t.user_id = u.id \
+               AND (t.verified OR t.expires_at > $3)",
+            null_text = if backend == DatabaseBackend::Postgres {
+                "NULL::text"
+            } else {
+                "NULL"
+            },
+            null_int = if backend == DatabaseBackend::Postgres {
+                "NULL::bigint"
+            } else {
+                "NULL"
+            },
+        ),
+    );
+    let (by, user) = match r {
+        UserRef::Id(id) => ("id", id),
+        UserRef::External(ext) => ("external_id", ext),
+    };
+    let mut values: Vec<Value> = vec![project_id.into(), user.as_str().into(), now.into()];
+    let codes = match with {
+        With::UnusedCodes => json_rows(
+            backend,
+            &[
+                "id",
+                "totp_id",
+                "key_id",
+                "sealed",
+                "position",
+                "used",
+                "totp_verified",
+            ],
+            &format!(
+                "SELECT c.id AS id, c.totp_id AS totp_id, c.code_key_id AS key_id, {} AS sealed, \
+                        c.position AS position, (c.used_at IS NOT NULL) AS used, \
+                        t.verified AS totp_verified \
+                 FROM recovery_codes c JOIN totps t ON t.id = c.totp_id AND t.project_id = c.project_id \
+                 WHERE c.project_id = u.project_id AND c.user_id = u.id AND c.used_at IS NULL \
+                   AND (t.verified OR t.expires_at > $3)",
+                hex(backend, "c.code_sealed")
+            ),
+        ),
+        With::CodeByIndex(candidates) if !candidates.is_empty() => {
+            let params: Vec<String> = (0..candidates.len()).map(|i| format!("${}", i + 4)).collect();
+            values.extend(candidates.iter().map(|c| Value::from(c.clone())));
+            json_rows(
+                backend,
+                &[
+                    "id",
+                    "totp_id",
+                    "key_id",
+                    "sealed",
+                    "position",
+                    "used",
+                    "totp_verified",
+                ],
+                &format!(
+                    "SELECT c.id AS id, c.totp_id AS totp_id, NULL AS key_id, NULL AS sealed, \
+                            c.position AS position, (c.used_at IS NOT NULL) AS used, \
+                            t.verified AS totp_verified \
+                     FROM recovery_codes c JOIN totps t ON t.id = c.totp_id AND t.project_id = c.project_id \
+                     WHERE c.project_id = u.project_id AND c.user_id = u.id \
+                       AND c.code_index IN ({}) LIMIT 1",
+                    params.join(", ")
+                ),
+            )
+        }
+        _ => "NULL".to_owned(),
+    };
+    let sql = format!(
+        "SELECT u.*, {factors} AS factors, {codes} AS codes \
+         FROM users u WHERE u.project_id = $1 AND u.{by} = $2"
+    );
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// `true`/`false` on Postgres, `1`/`0` on SQLite.
+fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Int(i64),
+    }
+    Ok(match Flag::deserialize(d)? {
+        Flag::Bool(b) => b,
+        Flag::Int(i) => i != 0,
+    })
+}
+
+/// One email, phone number or TOTP of the user.
+#[derive(Debug, Deserialize)]
+pub(crate) struct FactorRow {
+    pub(crate) kind: String,
+    pub(crate) id: String,
+    pub(crate) value: String,
+    #[serde(deserialize_with = "flag")]
+    pub(crate) verified: bool,
+    pub(crate) created_at: i64,
+    key_id: Option<String>,
+    sealed: Option<String>,
+    expires_at: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CodeRow {
+    id: String,
+    totp_id: String,
+    key_id: Option<String>,
+    sealed: Option<String>,
+    position: i64,
+    #[serde(deserialize_with = "flag")]
+    used: bool,
+    #[serde(deserialize_with = "flag")]
+    totp_verified: bool,
+}
+
+fn unhex(s: &str) -> Result<Vec<u8>, Error> {
+    data_encoding::HEXLOWER_PERMISSIVE
+        .decode(s.as_bytes())
+        .map_err(Error::internal)
+}
+
+/// What one bundle row holds.
+pub(crate) struct Row {
+    pub(crate) user: user::Model,
+    pub(crate) factors: Vec<FactorRow>,
+    codes: Vec<CodeRow>,
+}
+
+impl Row {
+    pub(crate) fn decode(res: &QueryResult) -> Result<Row, Error> {
+        let user = user::Model::from_query_result(res, "").map_err(Error::internal)?;
+        let factors: String = res.try_get("", "factors").map_err(Error::internal)?;
+        let codes: Option<String> = res.try_get("", "codes").map_err(Error::internal)?;
+        let mut factors: Vec<FactorRow> = serde_json::from_str(&factors).map_err(Error::internal)?;
+        factors.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        let mut codes: Vec<CodeRow> = match codes {
+            Some(c) => serde_json::from_str(&c).map_err(Error::internal)?,
+            None => Vec::new(),
+        };
+        codes.sort_by_key(|c| c.position);
+        Ok(Row { user, factors, codes })
+    }
+
+    /// Usable TOTPs with their sealed secrets: verified first, then newest first.
+    pub(crate) fn totps(&self) -> Result<Vec<StoredTotp>, Error> {
+        let mut totps = self
+            .factors
+            .iter()
+            .filter(|f| f.kind == "t")
+            .filter_map(|f| Some((f, f.key_id.as_ref()?, f.sealed.as_ref()?)))
+            .map(|(f, key_id, sealed)| {
+                Ok(StoredTotp {
+                    id: f.id.clone(),
+                    user_id: self.user.id.clone(),
+                    verified: f.verified,
+                    secret: Sealed {
+                        key_id: key_id.clone(),
+                        bytes: unhex(sealed)?,
+                    },
+                    expires_at: f.expires_at,
+                    created_at: f.created_at,
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        totps.sort_by_key(|t| std::cmp::Reverse((t.verified, t.created_at)));
+        Ok(totps)
+    }
+
+    /// Unused recovery codes with their sealed text, in their original order.
+    pub(crate) fn codes(&self) -> Result<Vec<StoredRecoveryCode>, Error> {
+        self.codes
+            .iter()
+            .filter_map(|c| Some((c, c.key_id.as_ref()?, c.sealed.as_ref()?)))
+            .map(|(c, key_id, sealed)| {
+                Ok(StoredRecoveryCode {
+                    id: c.id.clone(),
+                    totp_id: c.totp_id.clone(),
+                    sealed: Sealed {
+                        key_id: key_id.clone(),
+                        bytes: unhex(sealed)?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// The recovery code found by its index.
+    pub(crate) fn found(&self) -> Option<FoundRecoveryCode> {
+        self.codes.first().map(|c| FoundRecoveryCode {
+            id: c.id.clone(),
+            totp_id: c.totp_id.clone(),
+            totp_verified: c.totp_verified,
+            used: c.used,
+        })
+    }
+}
