@@ -1,5 +1,5 @@
 //! `cargo xtask bench [--backend postgres|sqlite] [--duration S] [--connections N[,N…]]
-//! [--users N]`: Latch's cost per request against this machine's own ceilings, in one run.
+//! [--users N] [--routes R[,R…]] [--bin-dir DIR]`: Latch's cost per request against this machine's own ceilings, in one run.
 //!
 //! 1. Builds `latch` and `latch-baseline` with `--release --locked`.
 //! 2. Starts Latch on a fresh database (a new Postgres database under `DATABASE_URL`, or a
@@ -34,6 +34,11 @@ struct Opts {
     duration: Duration,
     connections: Vec<usize>,
     users: usize,
+    /// Only these Latch routes (`--routes a,b`); the baselines always run.
+    routes: Option<Vec<String>>,
+    /// `--bin-dir DIR`: measure the `latch` and `latch-baseline` found there (another build,
+    /// for an A/B comparison) instead of building this checkout.
+    bin_dir: Option<PathBuf>,
 }
 
 fn opts(args: &[String]) -> anyhow::Result<Opts> {
@@ -56,11 +61,14 @@ fn opts(args: &[String]) -> anyhow::Result<Opts> {
         .collect::<Result<Vec<_>, _>>()
         .context("--connections N[,N…]")?;
     let users = flag("--users").map(|u| u.parse()).transpose()?.unwrap_or(60_000);
+    let routes = flag("--routes").map(|r| r.split(',').map(|s| s.trim().to_owned()).collect());
     Ok(Opts {
         backend,
         duration,
         connections,
         users,
+        routes,
+        bin_dir: flag("--bin-dir").map(PathBuf::from),
     })
 }
 
@@ -325,6 +333,9 @@ async fn seed(db_url: &str, project_id: &str, ring: &Ring, users: usize) -> anyh
             batch.clear();
         }
     }
+    // Bulk-loaded tables need fresh statistics before the planner sees them (Latch's
+    // prepared statements would otherwise keep plans made for empty tables).
+    db.analyze().await?;
     db.close().await?;
     eprintln!(
         "xtask: seeded {} users with verified TOTPs through store in {:.1} s",
@@ -346,15 +357,17 @@ fn load() -> String {
 
 pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
     let o = opts(args)?;
-    if !run(cargo().current_dir(root()).args([
-        "build",
-        "--release",
-        "--locked",
-        "--bin",
-        "latch",
-        "--bin",
-        "latch-baseline",
-    ]))? {
+    if o.bin_dir.is_none()
+        && !run(cargo().current_dir(root()).args([
+            "build",
+            "--release",
+            "--locked",
+            "--bin",
+            "latch",
+            "--bin",
+            "latch-baseline",
+        ]))?
+    {
         bail!("release build failed");
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -365,7 +378,7 @@ pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
 }
 
 async fn bench_run(o: &Opts) -> anyhow::Result<()> {
-    let release = target_dir().join("release");
+    let release = o.bin_dir.clone().unwrap_or_else(|| target_dir().join("release"));
     let work = tempfile_dir()?;
     let load_before = load();
     let admin = std::env::var("DATABASE_URL")
@@ -564,6 +577,9 @@ async fn measure(
         baseline: Some(pk.clone()),
     });
 
+    if let Some(only) = &o.routes {
+        targets.retain(|t| only.contains(&t.name));
+    }
     let mut rows = Vec::new();
     for c in &o.connections {
         for t in &targets {

@@ -33,7 +33,7 @@ fn main() -> anyhow::Result<()> {
             eprintln!(
                 "usage: cargo xtask test [--require-services] [--no-sdk] | cargo xtask codegen [--check]\n\
                  \x20      cargo xtask release [--profile release|dev] [--out DIR]\n\
-                 \x20      cargo xtask bench [--backend postgres|sqlite] [--duration S] [--connections N[,N]] [--users N]"
+                 \x20      cargo xtask bench [--backend postgres|sqlite] [--duration S] [--connections N[,N]] [--users N] [--routes R[,R]] [--bin-dir DIR]"
             );
             std::process::exit(2);
         }

@@ -38,7 +38,7 @@ pub async fn services_with_ring(
 ) -> anyhow::Result<(Arc<Latch>, Db, (String, Vec<String>))> {
     let ring = keys::load_ring(s)?;
     let pool = PoolSettings {
-        max_connections: s.database.max_connections,
+        max_connections: s.database.pool_size(),
         acquire_timeout: Duration::from_secs(s.database.acquire_timeout_secs),
         schema: None,
     };
@@ -181,7 +181,7 @@ impl Application {
         let limits = Arc::new(limits(s)?);
         let probe: Arc<dyn api::Probe> = Arc::new(ops::ServerProbe {
             db: db.clone(),
-            max_connections: s.database.max_connections,
+            max_connections: s.database.pool_size(),
             redis: redis(s)?,
             metrics: ops::prometheus()?,
             timeout: Duration::from_secs(2),

@@ -104,8 +104,23 @@ impl ServerSettings {
 #[derive(Clone, Deserialize)]
 pub struct DatabaseSettings {
     pub url: String,
+    /// 0 picks by backend (see [`DatabaseSettings::pool_size`]).
     pub max_connections: u32,
     pub acquire_timeout_secs: u64,
+}
+
+impl DatabaseSettings {
+    /// The pool size: `max_connections`, or when it is 0 the sizes `cargo xtask bench` found
+    /// best on 2 cores (issue 8): 16 on Postgres, where a backend per connection keeps 16
+    /// concurrent requests from queueing for the pool, and 4 on SQLite, where each
+    /// connection is a thread with its own page cache and more bought nothing but memory.
+    pub fn pool_size(&self) -> u32 {
+        match self.max_connections {
+            0 if self.url.starts_with("postgres") => 16,
+            0 => 4,
+            n => n,
+        }
+    }
 }
 
 /// The key ring; never printed (no `Debug`).
@@ -218,9 +233,9 @@ impl Settings {
                 scheme(&self.database.url)
             );
         }
-        if !(1..=1000).contains(&self.database.max_connections) {
+        if self.database.max_connections > 1000 {
             bail!(
-                "database.max_connections must be 1 to 1000, got {}",
+                "database.max_connections must be 0 (by backend) to 1000, got {}",
                 self.database.max_connections
             );
         }
@@ -349,6 +364,32 @@ mod tests {
         assert_eq!(s.database.url, "sqlite://./data/latch.db");
         assert_eq!(s.lock.max_failures, 10);
         assert!(s.bootstrap.first_project);
+    }
+
+    #[test]
+    fn the_pool_is_sized_by_backend_unless_configured() {
+        let size = |pairs: &[(&str, &str)]| {
+            Settings::load_from("local", None, vars(pairs))
+                .unwrap()
+                .database
+                .pool_size()
+        };
+        assert_eq!(size(&[]), 4, "SQLite by default");
+        assert_eq!(size(&[("DATABASE_URL", "postgres://u@h/db")]), 16);
+        let explicit = [
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("LATCH__DATABASE__MAX_CONNECTIONS", "3"),
+        ];
+        assert_eq!(size(&explicit), 3);
+        let e = Settings::load_from(
+            "local",
+            None,
+            vars(&[("LATCH__DATABASE__MAX_CONNECTIONS", "1001")]),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("database.max_connections"), "{e}");
     }
 
     #[test]

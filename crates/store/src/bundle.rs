@@ -53,7 +53,12 @@ pub(crate) fn statement(
     } else {
         ("NULL".to_owned(), "NULL".to_owned())
     };
-    // NULLs are typed in the first branch so Postgres resolves the union's column types.
+    // NULLs are typed (in the union's first branch) so Postgres resolves the column types.
+    let null_text = if backend == DatabaseBackend::Postgres {
+        "NULL::text"
+    } else {
+        "NULL"
+    };
     let factors = json_rows(
         backend,
         &[
@@ -78,11 +83,6 @@ pub(crate) fn statement(
              SELECT 't', t.id, t.id, t.verified, t.created_at, {key_id}, {sealed}, t.expires_at \
              FROM totps t WHERE t.project_id = u.project_id AND t.user_id = u.id \
                AND (t.verified OR t.expires_at > $3)",
-            null_text = if backend == DatabaseBackend::Postgres {
-                "NULL::text"
-            } else {
-                "NULL"
-            },
             null_int = if backend == DatabaseBackend::Postgres {
                 "NULL::bigint"
             } else {
@@ -95,51 +95,34 @@ pub(crate) fn statement(
         UserRef::External(ext) => ("external_id", ext),
     };
     let mut values: Vec<Value> = vec![project_id.into(), user.as_str().into(), now.into()];
-    let codes = match with {
-        With::UnusedCodes => json_rows(
+    // The user's codes; which of them belong to a usable TOTP is decided against the factors
+    // above (joining back to `totps` here cost more than the rest of the statement).
+    let codes = |sealed: &str, filter: &str| {
+        json_rows(
             backend,
-            &[
-                "id",
-                "totp_id",
-                "key_id",
-                "sealed",
-                "position",
-                "used",
-                "totp_verified",
-            ],
+            &["id", "totp_id", "key_id", "sealed", "position", "used"],
             &format!(
-                "SELECT c.id AS id, c.totp_id AS totp_id, c.code_key_id AS key_id, {} AS sealed, \
-                        c.position AS position, (c.used_at IS NOT NULL) AS used, \
-                        t.verified AS totp_verified \
-                 FROM recovery_codes c JOIN totps t ON t.id = c.totp_id AND t.project_id = c.project_id \
-                 WHERE c.project_id = u.project_id AND c.user_id = u.id AND c.used_at IS NULL \
-                   AND (t.verified OR t.expires_at > $3)",
+                "SELECT c.id AS id, c.totp_id AS totp_id, {sealed}, c.position AS position, \
+                        (c.used_at IS NOT NULL) AS used \
+                 FROM recovery_codes c \
+                 WHERE c.project_id = u.project_id AND c.user_id = u.id AND {filter}"
+            ),
+        )
+    };
+    let codes = match with {
+        With::UnusedCodes => codes(
+            &format!(
+                "c.code_key_id AS key_id, {} AS sealed",
                 hex(backend, "c.code_sealed")
             ),
+            "c.used_at IS NULL",
         ),
         With::CodeByIndex(candidates) if !candidates.is_empty() => {
             let params: Vec<String> = (0..candidates.len()).map(|i| format!("${}", i + 4)).collect();
             values.extend(candidates.iter().map(|c| Value::from(c.clone())));
-            json_rows(
-                backend,
-                &[
-                    "id",
-                    "totp_id",
-                    "key_id",
-                    "sealed",
-                    "position",
-                    "used",
-                    "totp_verified",
-                ],
-                &format!(
-                    "SELECT c.id AS id, c.totp_id AS totp_id, NULL AS key_id, NULL AS sealed, \
-                            c.position AS position, (c.used_at IS NOT NULL) AS used, \
-                            t.verified AS totp_verified \
-                     FROM recovery_codes c JOIN totps t ON t.id = c.totp_id AND t.project_id = c.project_id \
-                     WHERE c.project_id = u.project_id AND c.user_id = u.id \
-                       AND c.code_index IN ({}) LIMIT 1",
-                    params.join(", ")
-                ),
+            codes(
+                &format!("{null_text} AS key_id, {null_text} AS sealed"),
+                &format!("c.code_index IN ({}) LIMIT 1", params.join(", ")),
             )
         }
         _ => "NULL".to_owned(),
@@ -188,8 +171,6 @@ struct CodeRow {
     position: i64,
     #[serde(deserialize_with = "flag")]
     used: bool,
-    #[serde(deserialize_with = "flag")]
-    totp_verified: bool,
 }
 
 fn unhex(s: &str) -> Result<Vec<u8>, Error> {
@@ -245,10 +226,20 @@ impl Row {
         Ok(totps)
     }
 
-    /// Unused recovery codes with their sealed text, in their original order.
+    /// The usable TOTP with this id, if any: `Some(verified)`.
+    fn usable_totp(&self, totp_id: &str) -> Option<bool> {
+        self.factors
+            .iter()
+            .find(|f| f.kind == "t" && f.id == totp_id)
+            .map(|f| f.verified)
+    }
+
+    /// Unused recovery codes of the usable TOTPs with their sealed text, in their original
+    /// order.
     pub(crate) fn codes(&self) -> Result<Vec<StoredRecoveryCode>, Error> {
         self.codes
             .iter()
+            .filter(|c| self.usable_totp(&c.totp_id).is_some())
             .filter_map(|c| Some((c, c.key_id.as_ref()?, c.sealed.as_ref()?)))
             .map(|(c, key_id, sealed)| {
                 Ok(StoredRecoveryCode {
@@ -263,12 +254,13 @@ impl Row {
             .collect()
     }
 
-    /// The recovery code found by its index.
+    /// The recovery code found by its index. Its TOTP counts as verified only if it is among
+    /// the user's usable TOTPs and verified (a verified TOTP is always usable).
     pub(crate) fn found(&self) -> Option<FoundRecoveryCode> {
         self.codes.first().map(|c| FoundRecoveryCode {
             id: c.id.clone(),
             totp_id: c.totp_id.clone(),
-            totp_verified: c.totp_verified,
+            totp_verified: self.usable_totp(&c.totp_id) == Some(true),
             used: c.used,
         })
     }

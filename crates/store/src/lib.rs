@@ -60,6 +60,10 @@ impl Default for PoolSettings {
 #[derive(Clone)]
 pub struct Db {
     conn: DatabaseConnection,
+    /// SQLite has one writer at a time: the hot write paths of this process wait here in
+    /// order instead of in SQLite's busy handler, whose sleeps of up to 100 ms made the tail
+    /// of `authenticate` (issue 8). Other processes still meet `busy_timeout`.
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Postgres advisory lock key held while migrations run, so replicas starting together do not
@@ -104,6 +108,7 @@ impl Db {
         }
         Ok(Db {
             conn: Database::connect(opt).await?,
+            writer: Default::default(),
         })
     }
 
@@ -244,9 +249,29 @@ impl Db {
         Ok(())
     }
 
+    /// What any bulk load needs before traffic: fresh planner statistics (plans chosen while
+    /// a table looked empty stay bad until autovacuum gets to it) and, on Postgres, a vacuum,
+    /// so autovacuum does not start on the new rows in the middle of a measurement.
+    pub async fn analyze(&self) -> Result<(), DbErr> {
+        let sql = match self.backend() {
+            DatabaseBackend::Postgres => "VACUUM ANALYZE",
+            _ => "ANALYZE",
+        };
+        self.conn.execute_unprepared(sql).await.map(|_| ())
+    }
+
     /// The raw connection, for tests that inspect what is stored.
     pub fn connection(&self) -> &DatabaseConnection {
         &self.conn
+    }
+
+    /// On SQLite, a place in this process's queue of writers (see [`Db::writer`]); on
+    /// Postgres nothing, since rows lock one by one there.
+    async fn queue(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend() {
+            DatabaseBackend::Sqlite => Some(self.writer.lock().await),
+            _ => None,
+        }
     }
 
     async fn write(&self) -> Result<DatabaseTransaction, Error> {
@@ -1475,11 +1500,13 @@ impl domain::ports::Store for Db {
             .into_query();
         q.returning(Query::returning().columns([user::Column::FailedAttempts, user::Column::LockExpiresAt]));
         // All rows, so SQLite steps the statement to its end (and commits) before we go on.
+        let queued = self.queue().await;
         let written = self
             .conn
             .query_all_raw(self.backend().build(&q))
             .await
             .map_err(db_err)?;
+        drop(queued);
         if let Some(row) = written.first() {
             let failed: i64 = row.try_get("", "failed_attempts").map_err(Error::internal)?;
             let lock: Option<i64> = row.try_get("", "lock_expires_at").map_err(Error::internal)?;

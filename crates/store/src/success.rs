@@ -55,6 +55,7 @@ impl Db {
                 not_written(&self.conn, who, single).await
             };
         }
+        let _queued = self.queue().await;
         let txn = self.write().await?;
         let written = if postgres {
             claim_and_write_pg(&txn, who, single).await
