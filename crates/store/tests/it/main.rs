@@ -124,6 +124,59 @@ async fn user_with_totp(db: &Db, pid: &str) -> (String, String, Vec<String>) {
     (u.id, totp_id, code_ids)
 }
 
+/// What one load brings with the user follows the TOTP's life: a pending TOTP's codes show
+/// until it expires (then none, though the rows remain until a purge), its secret comes
+/// only when asked for, and a code found by index knows whether its TOTP is verified.
+async fn one_load_brings_what_the_route_needs(db: &Db) {
+    let p = project(db).await;
+    let (uid, tid, code_ids) = user_with_totp(db, &p).await;
+    let r = UserRef::Id(uid.clone());
+    let plain = db.load_user(&p, &r, NOW, With::Nothing).await.unwrap().unwrap();
+    assert_eq!(plain.user.totps.len(), 1);
+    assert!(plain.totps.is_empty() && plain.codes.is_empty() && plain.found.is_none());
+    let secrets = usable_totps(db, &p, &uid, NOW).await;
+    assert_eq!(secrets.len(), 1);
+    assert_eq!(
+        secrets[0].secret.bytes,
+        sealed(99).bytes,
+        "the sealed secret, byte for byte"
+    );
+    let codes = unused_recovery_codes(db, &p, &uid, NOW).await;
+    assert_eq!(codes.iter().map(|c| c.id.clone()).collect::<Vec<_>>(), code_ids);
+    assert_eq!(codes[4].sealed.bytes, sealed(4).bytes);
+    let pending = find_recovery_code(db, &p, &uid, &[vec![9u8; 32], vec![4u8; 32]])
+        .await
+        .unwrap();
+    assert_eq!(pending.id, code_ids[4]);
+    assert!(!pending.totp_verified && !pending.used);
+    assert!(
+        find_recovery_code(db, &p, &uid, &[vec![42u8; 32]])
+            .await
+            .is_none()
+    );
+    // Expired (the TOTP was pending until NOW + 600): nothing usable, rows still stored.
+    assert!(unused_recovery_codes(db, &p, &uid, NOW + 601).await.is_empty());
+    assert!(usable_totps(db, &p, &uid, NOW + 601).await.is_empty());
+    assert_eq!(stored_codes(db, &tid).await, 10);
+    // Verified: the found code's TOTP is verified, and stays usable.
+    assert!(db.accept_totp_step(&p, &uid, &tid, 7, NOW, None).await.unwrap());
+    let found = find_recovery_code(db, &p, &uid, &[vec![4u8; 32]]).await.unwrap();
+    assert!(found.totp_verified);
+    assert_eq!(unused_recovery_codes(db, &p, &uid, NOW + 601).await.len(), 10);
+    // By external id, the same statement shape.
+    let ext = new_user(Some("ext@example.com"), Some("crm|7"));
+    db.insert_user(&p, &ext).await.unwrap();
+    let by_ext = UserRef::External("crm|7".into());
+    let loaded = db
+        .load_user(&p, &by_ext, NOW, With::UnusedCodes)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded.user.id, ext.id);
+    assert!(loaded.codes.is_empty());
+}
+on_both_backends!(one_load_brings_what_the_route_needs);
+
 async fn users_are_unique_per_project_and_invisible_to_others(db: &Db) {
     let (p1, p2) = (project(db).await, project(db).await);
     let u = new_user(Some("ada@example.com"), Some("crm|1"));
