@@ -18,8 +18,7 @@
 use crate::{cargo, root, run, target_dir};
 use anyhow::{Context, bail};
 use domain::ids::{self, Environment, Kind};
-use domain::model::{Email, Name, NewRecoveryCode, NewTotp, NewUser, UserStatus};
-use domain::recovery::RecoveryCode;
+use domain::model::{Email, Name, NewTotp, NewUser, UserStatus};
 use domain::totp::TotpSecret;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
@@ -283,21 +282,7 @@ fn seeded_user(
     };
     let totp_id = ids::mint(Kind::Totp, env);
     let secret = TotpSecret::generate()?;
-    let mut codes = Vec::with_capacity(domain::recovery::COUNT);
-    let mut shown = Vec::with_capacity(domain::recovery::COUNT);
-    for _ in 0..domain::recovery::COUNT {
-        let code = RecoveryCode::generate()?;
-        let id = ids::mint(Kind::RecoveryCode, env);
-        let (index_key_id, index) = ring.index(code.normalised())?;
-        let sealed = ring.seal(code.normalised().as_bytes(), &id)?;
-        codes.push(NewRecoveryCode {
-            id,
-            index_key_id,
-            index,
-            sealed,
-        });
-        shown.push(code.display());
-    }
+    let (codes, shown) = domain::recovery::issue(ring, env)?;
     let totp = NewTotp {
         id: totp_id.clone(),
         user_id: user_id.clone(),

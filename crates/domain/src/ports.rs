@@ -7,6 +7,28 @@ use crate::ids::UserRef;
 use crate::model::*;
 use crate::session::{Session, SessionWrite};
 use serde_json::{Map, Value};
+use std::any::Any;
+
+/// A unit of CPU-heavy work for [`Offload`], its result type-erased.
+pub type Job = Box<dyn FnOnce() -> Box<dyn Any + Send> + Send>;
+
+/// Where the service runs work too slow for an async worker: RS256 signing (about 1 ms) and
+/// RSA key generation (tens to hundreds of ms). The server hands it to tokio's blocking pool.
+/// The fast crypto (AES-GCM, HMAC, SHA-256, TOTP: microseconds) stays inline (issue 8).
+#[async_trait::async_trait]
+pub trait Offload: Send + Sync {
+    async fn run(&self, job: Job) -> Result<Box<dyn Any + Send>, Error>;
+}
+
+/// Runs the job where it is called: the default, for tests and one-shot commands.
+pub struct Inline;
+
+#[async_trait::async_trait]
+impl Offload for Inline {
+    async fn run(&self, job: Job) -> Result<Box<dyn Any + Send>, Error> {
+        Ok(job())
+    }
+}
 
 /// What [`Store::load_user`] reads with the user, in the same statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

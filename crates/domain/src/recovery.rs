@@ -2,11 +2,35 @@
 //! normalisation applied before matching (spec §4, §5.3).
 
 use crate::Error;
+use crate::crypto::KeyRing;
+use crate::ids::{self, Environment, Kind};
+use crate::model::NewRecoveryCode;
 use std::fmt;
 
 /// How many codes a TOTP gets.
 pub const COUNT: usize = 10;
 const ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// A new TOTP's [`COUNT`] codes: the rows to store (each sealed and indexed under the active
+/// key, bound to its own id) and the codes as the user is shown them, once.
+pub fn issue(keys: &KeyRing, env: Environment) -> Result<(Vec<NewRecoveryCode>, Vec<String>), Error> {
+    let mut codes = Vec::with_capacity(COUNT);
+    let mut shown = Vec::with_capacity(COUNT);
+    for _ in 0..COUNT {
+        let code = RecoveryCode::generate()?;
+        let id = ids::mint(Kind::RecoveryCode, env);
+        let (index_key_id, index) = keys.index(code.normalised())?;
+        let sealed = keys.seal(code.normalised().as_bytes(), &id)?;
+        codes.push(NewRecoveryCode {
+            id,
+            index_key_id,
+            index,
+            sealed,
+        });
+        shown.push(code.display());
+    }
+    Ok((codes, shown))
+}
 
 /// A recovery code in its normalised form: 12 characters of `[a-z0-9]`.
 #[derive(Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use crate::crypto::KeyRing;
 use crate::ids::{self, Environment, ExternalId, Kind, TotpId, UserRef};
 use crate::jwt::{self, PublicJwk, SigningKey};
 use crate::model::*;
-use crate::ports::{Loaded, Store, With};
+use crate::ports::{Inline, Loaded, Offload, Store, With};
 use crate::recovery::{self, RecoveryCode};
 use crate::session::{self as sess, Factor, FactorKind, Session, SessionWrite};
 use crate::totp::{self, TotpCode, TotpParams, TotpSecret};
@@ -153,6 +153,8 @@ pub struct Latch {
     clock: Arc<dyn Clock>,
     policy: Policy,
     signing: Mutex<HashMap<String, (Arc<SigningKey>, i64)>>,
+    /// Where RSA work runs (see [`Offload`]).
+    offload: Arc<dyn Offload>,
     /// Projects found by id, with their secrets' hashes and when they were looked up (bounded
     /// by `Policy::credentials_ttl`, and in size: unknown ids are never kept).
     credentials: Mutex<HashMap<String, CachedCredentials>>,
@@ -210,8 +212,26 @@ impl Latch {
             clock,
             policy,
             signing: Mutex::new(HashMap::new()),
+            offload: Arc::new(Inline),
             credentials: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Runs RSA signing and key generation through `offload` instead of inline.
+    pub fn with_offload(mut self, offload: Arc<dyn Offload>) -> Self {
+        self.offload = offload;
+        self
+    }
+
+    /// Runs `f` through the offload and gives back its value.
+    async fn offloaded<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+        let out = self
+            .offload
+            .run(Box::new(move || Box::new(f()) as Box<dyn std::any::Any + Send>))
+            .await?;
+        out.downcast::<T>()
+            .map(|v| *v)
+            .map_err(|_| Error::internal("an offloaded job returned another type"))
     }
 
     pub fn now(&self) -> i64 {
@@ -609,21 +629,7 @@ impl Latch {
         let now = self.now();
         let totp_id = ids::mint(Kind::Totp, p.env);
         let secret = TotpSecret::generate()?;
-        let mut codes = Vec::with_capacity(recovery::COUNT);
-        let mut shown = Vec::with_capacity(recovery::COUNT);
-        for _ in 0..recovery::COUNT {
-            let code = RecoveryCode::generate()?;
-            let id = ids::mint(Kind::RecoveryCode, p.env);
-            let (index_key_id, index) = self.keys.index(code.normalised())?;
-            let sealed = self.keys.seal(code.normalised().as_bytes(), &id)?;
-            codes.push(NewRecoveryCode {
-                id,
-                index_key_id,
-                index,
-                sealed,
-            });
-            shown.push(code.display());
-        }
+        let (codes, shown) = recovery::issue(&self.keys, p.env)?;
         let new = NewTotp {
             id: totp_id.clone(),
             user_id: owner.id.clone(),
@@ -941,7 +947,8 @@ impl Latch {
 
     async fn sign(&self, p: &Project, session: &Session, user: &User) -> Result<String, Error> {
         let key = self.signing_key(p).await?;
-        key.sign(&session.jwt_claims(&p.id, &user.roles, self.now()))
+        let claims = session.jwt_claims(&p.id, &user.roles, self.now());
+        self.offloaded(move || key.sign(&claims)).await?
     }
 
     /// The key that signs this project's JWTs, cached for a minute; created on first use.
@@ -972,7 +979,8 @@ impl Latch {
     /// within one second.
     async fn new_signing_key(&self, p: &Project, newest: Option<i64>) -> Result<StoredSigningKey, Error> {
         let kid = ids::mint(Kind::Jwk, p.env);
-        let generated = jwt::generate(&kid)?;
+        let for_job = kid.clone();
+        let generated = self.offloaded(move || jwt::generate(&for_job)).await??;
         let stored = StoredSigningKey {
             private: self.keys.seal(&generated.pkcs8_der, &kid)?,
             public: generated.public,

@@ -16,6 +16,19 @@ use std::sync::Arc;
 use std::time::Duration;
 use store::{Db, PoolSettings};
 
+/// Slow crypto (RSA signing and key generation) on tokio's blocking pool, so an actix worker
+/// keeps serving its other connections meanwhile (issue 8).
+pub struct BlockingPool;
+
+#[async_trait::async_trait]
+impl domain::ports::Offload for BlockingPool {
+    async fn run(&self, job: domain::ports::Job) -> Result<Box<dyn std::any::Any + Send>, domain::Error> {
+        tokio::task::spawn_blocking(job)
+            .await
+            .map_err(domain::Error::internal)
+    }
+}
+
 /// The wall clock. The binary has no other (spec §5.20).
 pub struct SystemClock;
 
@@ -62,7 +75,8 @@ pub async fn services_with_ring(
         ring.active_id().to_owned(),
         ring.ids().map(str::to_owned).collect(),
     );
-    let latch = Latch::new(Arc::new(db.clone()), Arc::new(ring), clock, s.policy());
+    let latch = Latch::new(Arc::new(db.clone()), Arc::new(ring), clock, s.policy())
+        .with_offload(Arc::new(BlockingPool));
     Ok((Arc::new(latch), db, ids))
 }
 
@@ -236,5 +250,41 @@ mod tests {
             super::redact("sqlite://./data/latch.db"),
             "sqlite://./data/latch.db"
         );
+    }
+
+    /// A slow job handed to the blocking pool leaves the worker free: on a one-thread runtime
+    /// (as each actix worker is), a timer of 20 ms fires while a 400 ms job is still running,
+    /// and the job's value comes back. Run inline, the same job would hold the timer back.
+    #[tokio::test(flavor = "current_thread")]
+    async fn slow_work_leaves_the_worker_free() {
+        use domain::ports::{Inline, Offload};
+        use std::time::{Duration, Instant};
+        let slow = || -> domain::ports::Job {
+            Box::new(|| {
+                std::thread::sleep(Duration::from_millis(400));
+                Box::new(std::thread::current().id())
+            })
+        };
+        let started = Instant::now();
+        let job = tokio::spawn(async move { super::BlockingPool.run(slow()).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            started.elapsed() < Duration::from_millis(300),
+            "the worker was blocked for {:?}",
+            started.elapsed()
+        );
+        let ran_on = *job
+            .await
+            .unwrap()
+            .unwrap()
+            .downcast::<std::thread::ThreadId>()
+            .unwrap();
+        assert_ne!(ran_on, std::thread::current().id(), "ran off the worker thread");
+        // The contrast: inline, the worker is held for the whole job.
+        let started = Instant::now();
+        let job = tokio::spawn(async move { Inline.run(slow()).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(started.elapsed() >= Duration::from_millis(400));
+        assert!(job.await.unwrap().is_ok());
     }
 }
