@@ -1272,7 +1272,10 @@ impl domain::ports::Store for Db {
             _ => Vec::new(),
         };
         let codes = row.codes()?;
-        let found = row.found();
+        let found = match with {
+            With::CodeByIndex(_) => row.found(),
+            _ => None,
+        };
         let bundle::Row {
             user: user_row,
             factors,

@@ -104,7 +104,7 @@ async fn claim_and_write_pg(
     let sql = format!(
         "WITH claimed AS ( \
            SELECT id FROM users WHERE id = $1 AND project_id = $2 \
-             AND (lock_expires_at IS NULL OR lock_expires_at <= $3) FOR UPDATE), \
+             AND (lock_expires_at IS NULL OR lock_expires_at <= $3) FOR NO KEY UPDATE), \
          written AS ({write} AND EXISTS (SELECT 1 FROM claimed) RETURNING 1), \
          settled AS ( \
            UPDATE users SET failed_attempts = 0, status = $6, updated_at = $3 \
