@@ -8,9 +8,11 @@
 //!    key ring the bench makes and hands to Latch, so every success-path request uses a fresh
 //!    valid code.
 //! 3. Drives each route for `--duration` seconds at each connection count with a load generator
-//!    that computes codes (reqwest + an HDR histogram per connection), then the baselines:
-//!    `latch-baseline`'s primary-key lookup through the same actix + sea-orm stack on Postgres
-//!    and on SQLite, and its no-I/O handler. The generator shares the machine with the server.
+//!    that computes codes (reqwest + an HDR histogram per connection). The baselines run before
+//!    and after Latch's routes, and each ratio is taken against their mean, since the machine's
+//!    speed drifts during a run: `latch-baseline`'s primary-key lookup through the same actix +
+//!    sea-orm stack on Postgres and on SQLite, and its no-I/O handler. The generator shares the
+//!    machine with the server.
 //! 4. Measures one rate-limiter check in process and in Redis (`REDIS_URL`).
 //! 5. Prints the table (route, requests/s, p50, p99, p99.9, errors, server RSS, ratio to its
 //!    baseline) and writes it as JSON and Markdown under `target/bench/`.
@@ -451,6 +453,7 @@ async fn measure(
         p["secret"].as_str().unwrap_or("").to_owned(),
     );
     let users = Arc::new(seed(latch_db, &auth.0, &ring, o.users).await?);
+    let mut rows = ceilings(o, release, work, pg_url.as_deref(), "before").await?;
     let port = free_port()?;
     let mut serve = Command::new(&latch);
     latch_env(&mut serve, work, latch_db, &ring);
@@ -565,7 +568,6 @@ async fn measure(
     if let Some(only) = &o.routes {
         targets.retain(|t| only.contains(&t.name));
     }
-    let mut rows = Vec::new();
     for c in &o.connections {
         for t in &targets {
             let row = drive(t, *c, o.duration, &server).await?;
@@ -580,10 +582,27 @@ async fn measure(
     let (_, peak) = server.rss_mb();
     drop(server);
 
-    // Baselines: the same stack, one primary-key lookup; and no I/O at all.
+    // The ceilings again: the machine's speed drifts during a run, so each ratio is taken
+    // against the mean of the ceilings measured before and after Latch's routes.
+    rows.extend(ceilings(o, release, work, pg_url.as_deref(), "after").await?);
+    let mut extra = vec![("latch peak RSS (MB)".to_owned(), format!("{peak:.1}"))];
+    extra.extend(limiter_cost().await);
+    Ok((rows, extra))
+}
+
+/// The ceilings, through the same actix-web + sea-orm stack: one primary-key lookup (Postgres
+/// when given, and SQLite), and a handler with no I/O.
+async fn ceilings(
+    o: &Opts,
+    release: &Path,
+    work: &Path,
+    pg_url: Option<&str>,
+    phase: &str,
+) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
     let mut baselines: Vec<(String, String)> = Vec::new();
     if let Some(pg) = pg_url {
-        baselines.push(("pk postgres".into(), pg));
+        baselines.push(("pk postgres".into(), pg.to_owned()));
     }
     baselines.push((
         "pk sqlite".into(),
@@ -620,7 +639,8 @@ async fn measure(
         }
         for c in &o.connections {
             for t in &ts {
-                let row = drive(t, *c, o.duration, &b).await?;
+                let mut row = drive(t, *c, o.duration, &b).await?;
+                row.note = format!("ceiling, measured {phase} Latch's routes");
                 eprintln!(
                     "xtask: {:<24} c={:<3} {:>8.0} req/s  p99 {:>7.2} ms  errors {}",
                     row.route, c, row.rps, row.p99_ms, row.errors
@@ -629,9 +649,7 @@ async fn measure(
             }
         }
     }
-    let mut extra = vec![("latch peak RSS (MB)".to_owned(), format!("{peak:.1}"))];
-    extra.extend(limiter_cost().await);
-    Ok((rows, extra))
+    Ok(rows)
 }
 
 /// The cost of one rate-limiter check: in process (governor), and in Redis (one EVALSHA round
@@ -725,10 +743,14 @@ fn report(
     before: &str,
     after: &str,
 ) -> anyhow::Result<()> {
+    // The mean of the ceiling's runs (before and after Latch's routes).
     let baseline_rps = |name: &str, c: usize| {
-        rows.iter()
-            .find(|r| r.route == name && r.connections == c)
+        let runs: Vec<f64> = rows
+            .iter()
+            .filter(|r| r.route == name && r.connections == c)
             .map(|r| r.rps)
+            .collect();
+        (!runs.is_empty()).then(|| runs.iter().sum::<f64>() / runs.len() as f64)
     };
     let mut md = format!(
         "# cargo xtask bench\n\nbackend {}, {} s per route, connections {:?}, {} seeded users; \
