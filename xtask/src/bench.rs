@@ -409,7 +409,6 @@ fn latch_env(cmd: &mut Command, work: &Path, db: &str, ring: &Ring) {
         .env_remove("DATABASE_URL")
         .env_remove("REDIS_URL")
         .env("LATCH__DATABASE__URL", db)
-        .env("LATCH__KEYS__FILE", work.join("keys.toml"))
         .env("LATCH__KEYS__ACTIVE", RING_ID)
         .env(
             format!("LATCH__KEYS__RING__{}", RING_ID.to_uppercase()),

@@ -238,13 +238,7 @@ impl Db {
                 Ok::<_, Error>(())
             }
             .await;
-            match result {
-                Ok(()) => txn.commit().await.map_err(db_err)?,
-                Err(e) => {
-                    txn.rollback().await.map_err(db_err)?;
-                    return Err(e);
-                }
-            }
+            settle(txn, result).await?;
         }
         Ok(())
     }
@@ -287,7 +281,7 @@ impl Db {
 
 /// Ends a write transaction: commits it when its work succeeded, else rolls it back and
 /// returns the work's error.
-async fn settle<T>(txn: DatabaseTransaction, result: Result<T, DbErr>) -> Result<T, Error> {
+async fn settle<T>(txn: DatabaseTransaction, result: Result<T, Error>) -> Result<T, Error> {
     match result {
         Ok(v) => {
             txn.commit().await.map_err(db_err)?;
@@ -295,7 +289,7 @@ async fn settle<T>(txn: DatabaseTransaction, result: Result<T, DbErr>) -> Result
         }
         Err(e) => {
             txn.rollback().await.map_err(db_err)?;
-            Err(db_err(e))
+            Err(e)
         }
     }
 }
@@ -591,16 +585,7 @@ async fn finish_success(
         Some(w) => apply_session_write(&txn, project_id, user_id, w, now).await,
         None => Ok(()),
     };
-    match applied {
-        Ok(()) => {
-            txn.commit().await.map_err(db_err)?;
-            Ok(true)
-        }
-        Err(e) => {
-            txn.rollback().await.map_err(db_err)?;
-            Err(e)
-        }
-    }
+    settle(txn, applied.map(|()| true)).await
 }
 
 /// One email, phone number or TOTP of a user, as the union in [`load_users`] returns it.
@@ -996,7 +981,7 @@ impl domain::ports::Store for Db {
                 .await
         }
         .await;
-        Ok(settle(txn, result).await?.rows_affected == 1)
+        Ok(settle(txn, result.map_err(db_err)).await?.rows_affected == 1)
     }
 
     async fn insert_secret(
@@ -1056,7 +1041,7 @@ impl domain::ports::Store for Db {
             Ok::<_, DbErr>(SecretRevocation::Revoked)
         }
         .await;
-        settle(txn, result).await
+        settle(txn, result.map_err(db_err)).await
     }
 
     async fn purge(&self, now: i64, sessions_before: i64, dry_run: bool) -> Result<PurgeCounts, Error> {
@@ -1117,7 +1102,7 @@ impl domain::ports::Store for Db {
             })
         }
         .await;
-        settle(txn, result).await
+        settle(txn, result.map_err(db_err)).await
     }
 
     async fn sealed_batch(
@@ -1271,7 +1256,10 @@ impl domain::ports::Store for Db {
             With::TotpSecrets => row.totps()?,
             _ => Vec::new(),
         };
-        let codes = row.codes()?;
+        let codes = match with {
+            With::UnusedCodes => row.codes()?,
+            _ => Vec::new(),
+        };
         let found = match with {
             With::CodeByIndex(_) => row.found(),
             _ => None,
