@@ -97,6 +97,42 @@ impl Proc {
         };
         (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
     }
+
+    fn cpu_micros(&self) -> u64 {
+        cpu_micros(&format!("/proc/{}/stat", self.0.id()))
+    }
+}
+
+/// User + system CPU time of one process in µs, from `/proc/<pid>/stat` (fields 14 and 15, in
+/// clock ticks of 10 ms: Linux reports them in `USER_HZ`, which is 100 on every architecture
+/// this runs on).
+fn cpu_micros(stat: &str) -> u64 {
+    let text = std::fs::read_to_string(stat).unwrap_or_default();
+    // The command name (field 2) may hold spaces; the fields after it follow its `)`.
+    let Some((_, rest)) = text.rsplit_once(')') else {
+        return 0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // `rest` starts at field 3, so fields 14 and 15 are at 11 and 12.
+    (ticks(11) + ticks(12)) * 10_000
+}
+
+/// The CPU time of every Postgres process on the machine (the bench's database server), in µs.
+fn postgres_cpu_micros() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "postgres"))
+        .map(|e| cpu_micros(&e.path().join("stat").to_string_lossy()))
+        .sum()
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -134,6 +170,9 @@ struct Row {
     errors: u64,
     requests: u64,
     rss_mb: f64,
+    /// CPU time per request: the server process, and Postgres (when the route reads it).
+    server_cpu_us: f64,
+    db_cpu_us: Option<f64>,
     baseline: Option<String>,
     note: String,
 }
@@ -151,12 +190,19 @@ struct Target {
     baseline: Option<String>,
 }
 
-async fn drive(t: &Target, connections: usize, duration: Duration, server: &Proc) -> anyhow::Result<Row> {
+async fn drive(
+    t: &Target,
+    connections: usize,
+    duration: Duration,
+    server: &Proc,
+    postgres: bool,
+) -> anyhow::Result<Row> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
         .timeout(Duration::from_secs(30))
         .build()?;
     let next = Arc::new(AtomicUsize::new(0));
+    let (server_cpu, db_cpu) = (server.cpu_micros(), postgres.then(postgres_cpu_micros));
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -210,6 +256,9 @@ async fn drive(t: &Target, connections: usize, duration: Duration, server: &Proc
     }
     let elapsed = last.duration_since(started).as_secs_f64();
     let requests = all.len();
+    let per_request = |micros: u64| micros as f64 / requests.max(1) as f64;
+    let server_cpu_us = per_request(server.cpu_micros().saturating_sub(server_cpu));
+    let db_cpu_us = db_cpu.map(|before| per_request(postgres_cpu_micros().saturating_sub(before)));
     let ms = |q: f64| all.value_at_quantile(q) as f64 / 1000.0;
     Ok(Row {
         route: t.name.clone(),
@@ -221,6 +270,8 @@ async fn drive(t: &Target, connections: usize, duration: Duration, server: &Proc
         errors,
         requests,
         rss_mb: server.rss_mb().0,
+        server_cpu_us,
+        db_cpu_us,
         baseline: t.baseline.clone(),
         note: if ran_out {
             format!("seeded users used up after {elapsed:.1} s")
@@ -228,6 +279,18 @@ async fn drive(t: &Target, connections: usize, duration: Duration, server: &Proc
             String::new()
         },
     })
+}
+
+/// One line on stderr per measured route, as it finishes.
+fn progress(row: &Row) {
+    let db = row
+        .db_cpu_us
+        .map(|c| format!("  postgres {c:>4.0} µs"))
+        .unwrap_or_default();
+    eprintln!(
+        "xtask: {:<24} c={:<3} {:>8.0} req/s  p99 {:>7.2} ms  errors {}  cpu/req: server {:>4.0} µs{db}",
+        row.route, row.connections, row.rps, row.p99_ms, row.errors, row.server_cpu_us
+    );
 }
 
 fn code(secret: &[u8], at: i64, offset: i64) -> String {
@@ -569,11 +632,8 @@ async fn measure(
     }
     for c in &o.connections {
         for t in &targets {
-            let row = drive(t, *c, o.duration, &server).await?;
-            eprintln!(
-                "xtask: {:<24} c={:<3} {:>8.0} req/s  p99 {:>7.2} ms  errors {}",
-                row.route, c, row.rps, row.p99_ms, row.errors
-            );
+            let row = drive(t, *c, o.duration, &server, o.backend == "postgres").await?;
+            progress(&row);
             rows.push(row);
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -638,12 +698,9 @@ async fn ceilings(
         }
         for c in &o.connections {
             for t in &ts {
-                let mut row = drive(t, *c, o.duration, &b).await?;
+                let mut row = drive(t, *c, o.duration, &b, name == "pk postgres").await?;
                 row.note = format!("ceiling, measured {phase} Latch's routes");
-                eprintln!(
-                    "xtask: {:<24} c={:<3} {:>8.0} req/s  p99 {:>7.2} ms  errors {}",
-                    row.route, c, row.rps, row.p99_ms, row.errors
-                );
+                progress(&row);
                 rows.push(row);
             }
         }
@@ -754,8 +811,8 @@ fn report(
     let mut md = format!(
         "# cargo xtask bench\n\nbackend {}, {} s per route, connections {:?}, {} seeded users; \
          the load generator shares the machine with the server.\n\nmachine load before: {before}; after: {after}\n\n\
-         | route | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors | server RSS MB | × baseline | note |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+         | route | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors | server RSS MB | server CPU µs/req | Postgres CPU µs/req | × baseline | note |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
         o.backend,
         o.duration.as_secs(),
         o.connections,
@@ -771,7 +828,7 @@ fn report(
             .map(|(b, x)| format!("{x:.2} × {b}"))
             .unwrap_or_else(|| "—".into());
         md.push_str(&format!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.1} | {} | {} |\n",
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.1} | {:.0} | {} | {} | {} |\n",
             r.route,
             r.connections,
             r.rps,
@@ -780,6 +837,10 @@ fn report(
             r.p999_ms,
             r.errors,
             r.rss_mb,
+            r.server_cpu_us,
+            r.db_cpu_us
+                .map(|c| format!("{c:.0}"))
+                .unwrap_or_else(|| "—".into()),
             ratio_text,
             r.note
         ));
@@ -787,6 +848,7 @@ fn report(
             "route": r.route, "connections": r.connections, "requests": r.requests,
             "requests_per_sec": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "p999_ms": r.p999_ms,
             "errors": r.errors, "server_rss_mb": r.rss_mb,
+            "server_cpu_us_per_request": r.server_cpu_us, "postgres_cpu_us_per_request": r.db_cpu_us,
             "baseline": r.baseline, "ratio_to_baseline": ratio.map(|(_, x)| x), "note": r.note,
         }));
     }

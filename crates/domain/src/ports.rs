@@ -37,7 +37,9 @@ pub enum With<'a> {
     Nothing,
     /// The usable TOTPs' sealed secrets ([`Loaded::totps`]).
     TotpSecrets,
-    /// The unused recovery codes of the usable TOTPs ([`Loaded::codes`]).
+    /// The unused recovery codes of the usable TOTPs ([`Loaded::codes`]). The user comes with
+    /// its TOTPs only: its emails and phone numbers are not read (`recovery_codes` does not
+    /// answer with them).
     UnusedCodes,
     /// The user's recovery code, used or not, whose index is one of these ([`Loaded::found`]).
     CodeByIndex(&'a [Vec<u8>]),

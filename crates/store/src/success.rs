@@ -1,7 +1,9 @@
 //! The writes of a successful authentication (spec §5.5, R-RC-1): take the user's row lock if
 //! the user is not locked, make the factor's single-use write (the step compare-and-set, or
 //! `used_at IS NULL` for a recovery code), then start the failure counter again and activate a
-//! pending user. Either all of it happens or none of it.
+//! pending user. Either all of it happens or none of it. The user row is written only when its
+//! counter or status changes: the usual success (an active user with no failures) locks it and
+//! leaves it as it is, a row version and its WAL fewer.
 //!
 //! On Postgres the three writes are one statement (data-modifying CTEs, in lock order user then
 //! factor), so without a session to write the whole success is one round trip in its own
@@ -108,7 +110,8 @@ async fn claim_and_write_pg(
          written AS ({write} AND EXISTS (SELECT 1 FROM claimed) RETURNING 1), \
          settled AS ( \
            UPDATE users SET failed_attempts = 0, status = $6, updated_at = $3 \
-           WHERE id = $1 AND project_id = $2 AND EXISTS (SELECT 1 FROM written) RETURNING 1) \
+           WHERE id = $1 AND project_id = $2 AND (failed_attempts <> 0 OR status <> $6) \
+             AND EXISTS (SELECT 1 FROM written) RETURNING 1) \
          SELECT (SELECT count(*) FROM claimed) AS claimed, (SELECT count(*) FROM written) AS written"
     );
     let stmt = Statement::from_sql_and_values(
@@ -141,10 +144,18 @@ async fn claim_and_write(
     who: Who<'_>,
     single: Single<'_>,
 ) -> Result<bool, Error> {
+    let active = UserStatus::Active.as_str();
     let claimed = user::Entity::update_many()
         .col_expr(user::Column::FailedAttempts, Expr::value(0))
-        .col_expr(user::Column::Status, Expr::value(UserStatus::Active.as_str()))
-        .col_expr(user::Column::UpdatedAt, Expr::value(who.now))
+        .col_expr(user::Column::Status, Expr::value(active))
+        // As on Postgres, the row counts as changed only if the counter or the status did.
+        .col_expr(
+            user::Column::UpdatedAt,
+            Expr::cust_with_values(
+                "CASE WHEN failed_attempts <> 0 OR status <> ? THEN ? ELSE updated_at END",
+                [sea_orm::Value::from(active), sea_orm::Value::from(who.now)],
+            ),
+        )
         .filter(user::Column::Id.eq(who.user_id))
         .filter(user::Column::ProjectId.eq(who.project_id))
         .filter(unlocked(who.now))

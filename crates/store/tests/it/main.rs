@@ -394,6 +394,84 @@ async fn concurrent_failures_lock_the_user_exactly_once(db: &Db) {
 }
 on_both_backends!(concurrent_failures_lock_the_user_exactly_once);
 
+/// `users.updated_at`, read directly (the port does not expose it).
+async fn updated_at(db: &Db, uid: &str) -> i64 {
+    use sea_orm::ConnectionTrait;
+    let conn = db.connection();
+    let sql = match conn.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => "SELECT updated_at FROM users WHERE id = $1",
+        _ => "SELECT updated_at FROM users WHERE id = ?",
+    };
+    let stmt = sea_orm::Statement::from_sql_and_values(conn.get_database_backend(), sql, [uid.into()]);
+    let row = conn.query_one_raw(stmt).await.unwrap().unwrap();
+    row.try_get::<i64>("", "updated_at").unwrap()
+}
+
+/// A success starts the failure count again and activates a pending user; when there is
+/// nothing to reset (an active user with no failures) it leaves the user row as it was.
+async fn a_success_resets_the_failure_count_and_otherwise_leaves_the_user_row(db: &Db) {
+    let p = project(db).await;
+    let (uid, tid, _) = user_with_totp(db, &p).await;
+    let policy = LockPolicy {
+        max_failures: 5,
+        lock_secs: 300,
+    };
+    for _ in 0..3 {
+        db.record_failure(&p, &uid, NOW, policy).await.unwrap();
+    }
+    assert!(
+        db.accept_totp_step(&p, &uid, &tid, 10, NOW + 5, None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(updated_at(db, &uid).await, NOW + 5, "the reset changed the row");
+    // Counted from zero again: four failures count, the fifth locks.
+    for _ in 0..4 {
+        assert_eq!(
+            db.record_failure(&p, &uid, NOW + 6, policy).await.unwrap(),
+            FailureOutcome::Counted
+        );
+    }
+    assert_eq!(
+        db.record_failure(&p, &uid, NOW + 6, policy).await.unwrap(),
+        FailureOutcome::LockedNow(NOW + 306)
+    );
+    // The lock started the count again, so once it expires a success finds nothing to reset
+    // and leaves the row as it was; after two more failures it resets them.
+    assert!(
+        db.accept_totp_step(&p, &uid, &tid, 11, NOW + 400, None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        updated_at(db, &uid).await,
+        NOW + 5,
+        "nothing to reset: the user row is left as it was"
+    );
+    for _ in 0..2 {
+        db.record_failure(&p, &uid, NOW + 410, policy).await.unwrap();
+    }
+    assert!(
+        db.accept_totp_step(&p, &uid, &tid, 12, NOW + 430, None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(updated_at(db, &uid).await, NOW + 430);
+    for _ in 0..4 {
+        assert_eq!(
+            db.record_failure(&p, &uid, NOW + 440, policy).await.unwrap(),
+            FailureOutcome::Counted
+        );
+    }
+    let u = db
+        .find_user(&p, &UserRef::Id(uid.clone()), NOW + 440)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(u.status, UserStatus::Active);
+}
+on_both_backends!(a_success_resets_the_failure_count_and_otherwise_leaves_the_user_row);
+
 async fn a_locked_user_cannot_succeed_even_after_passing_an_earlier_check(db: &Db) {
     let p = project(db).await;
     let (uid, tid, _) = user_with_totp(db, &p).await;
