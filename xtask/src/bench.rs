@@ -14,8 +14,9 @@
 //!    sea-orm stack on Postgres and on SQLite, and its no-I/O handler. The generator shares the
 //!    machine with the server.
 //! 4. Measures one rate-limiter check in process and in Redis (`REDIS_URL`).
-//! 5. Prints the table (route, requests/s, p50, p99, p99.9, errors, server RSS, ratio to its
-//!    baseline) and writes it as JSON and Markdown under `target/bench/`.
+//! 5. Prints the table (route, requests/s, p50, p99, p99.9, errors, server RSS, CPU time per
+//!    request of the server and of Postgres, ratio to its baseline) and writes it as JSON and
+//!    Markdown under `target/bench/`.
 
 use crate::{cargo, root, run, target_dir};
 use anyhow::{Context, bail};
