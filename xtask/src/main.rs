@@ -49,8 +49,14 @@ pub(crate) fn flag(args: &[String], name: &str) -> Option<String> {
 }
 
 /// The workspace root (xtask lives one level below it).
+/// The workspace root: the parent of xtask's manifest directory as `cargo run` gives it now.
+/// The compile-time value is only the fallback: the CI clones share one target dir, and cargo
+/// reuses an xtask binary built from another clone's path, which may since be gone.
 pub(crate) fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| ".".into())
