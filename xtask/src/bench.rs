@@ -100,14 +100,14 @@ impl Proc {
     }
 
     fn cpu_micros(&self) -> u64 {
-        cpu_micros(&format!("/proc/{}/stat", self.0.id()))
+        cpu_micros(Path::new(&format!("/proc/{}/stat", self.0.id())))
     }
 }
 
 /// User + system CPU time of one process in µs, from `/proc/<pid>/stat` (fields 14 and 15, in
 /// clock ticks of 10 ms: Linux reports them in `USER_HZ`, which is 100 on every architecture
 /// this runs on).
-fn cpu_micros(stat: &str) -> u64 {
+fn cpu_micros(stat: &Path) -> u64 {
     let text = std::fs::read_to_string(stat).unwrap_or_default();
     // The command name (field 2) may hold spaces; the fields after it follow its `)`.
     let Some((_, rest)) = text.rsplit_once(')') else {
@@ -132,7 +132,7 @@ fn postgres_cpu_micros() -> u64 {
                 .all(|b| b.is_ascii_digit())
         })
         .filter(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "postgres"))
-        .map(|e| cpu_micros(&e.path().join("stat").to_string_lossy()))
+        .map(|e| cpu_micros(&e.path().join("stat")))
         .sum()
 }
 
@@ -699,7 +699,7 @@ async fn ceilings(
         }
         for c in &o.connections {
             for t in &ts {
-                let mut row = drive(t, *c, o.duration, &b, name == "pk postgres").await?;
+                let mut row = drive(t, *c, o.duration, &b, db.starts_with("postgres")).await?;
                 row.note = format!("ceiling, measured {phase} Latch's routes");
                 progress(&row);
                 rows.push(row);

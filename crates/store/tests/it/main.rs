@@ -45,17 +45,24 @@ async fn unused_recovery_codes(db: &Db, p: &str, uid: &str, now: i64) -> Vec<Sto
     loaded.map(|l| l.codes).unwrap_or_default()
 }
 
-/// Rows left in `recovery_codes` for a TOTP, whatever the queries would show.
-async fn stored_codes(db: &Db, totp_id: &str) -> i64 {
+/// One number read straight from the tables, past the port: `sql` selects it as `n`, with `$1`
+/// bound to `id` (sqlx binds `$N` on SQLite too).
+async fn scalar(db: &Db, sql: &str, id: &str) -> i64 {
     use sea_orm::{ConnectionTrait, Statement};
     let conn = db.connection();
-    let stmt = Statement::from_sql_and_values(
-        conn.get_database_backend(),
-        "SELECT count(*) AS n FROM recovery_codes WHERE totp_id = $1",
-        [totp_id.into()],
-    );
+    let stmt = Statement::from_sql_and_values(conn.get_database_backend(), sql, [id.into()]);
     let row = conn.query_one_raw(stmt).await.unwrap().unwrap();
     row.try_get::<i64>("", "n").unwrap()
+}
+
+/// Rows left in `recovery_codes` for a TOTP, whatever the queries would show.
+async fn stored_codes(db: &Db, totp_id: &str) -> i64 {
+    scalar(
+        db,
+        "SELECT count(*) AS n FROM recovery_codes WHERE totp_id = $1",
+        totp_id,
+    )
+    .await
 }
 
 async fn project(db: &Db) -> String {
@@ -396,15 +403,7 @@ on_both_backends!(concurrent_failures_lock_the_user_exactly_once);
 
 /// `users.updated_at`, read directly (the port does not expose it).
 async fn updated_at(db: &Db, uid: &str) -> i64 {
-    use sea_orm::ConnectionTrait;
-    let conn = db.connection();
-    let sql = match conn.get_database_backend() {
-        sea_orm::DatabaseBackend::Postgres => "SELECT updated_at FROM users WHERE id = $1",
-        _ => "SELECT updated_at FROM users WHERE id = ?",
-    };
-    let stmt = sea_orm::Statement::from_sql_and_values(conn.get_database_backend(), sql, [uid.into()]);
-    let row = conn.query_one_raw(stmt).await.unwrap().unwrap();
-    row.try_get::<i64>("", "updated_at").unwrap()
+    scalar(db, "SELECT updated_at AS n FROM users WHERE id = $1", uid).await
 }
 
 /// A success starts the failure count again and activates a pending user; when there is
