@@ -440,8 +440,7 @@ async fn bench_run(o: &Opts) -> anyhow::Result<()> {
             let name = format!("latch_bench_{}", std::process::id());
             psql(url, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
             psql(url, &format!("CREATE DATABASE {name}"))?;
-            let (base, _) = url.rsplit_once('/').context("DATABASE_URL has no database")?;
-            Some((url.clone(), name.clone(), format!("{base}/{name}")))
+            Some((url.clone(), name.clone(), with_database(url, &name)?))
         }
         None => None,
     };
@@ -458,6 +457,24 @@ async fn bench_run(o: &Opts) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&work);
     let (rows, limiter) = result?;
     report(o, &rows, &limiter, &load_before, &load())
+}
+
+/// `url` naming the database `name` instead of its own; the query (`?host=/var/run/postgresql`
+/// for a Unix socket, `?sslmode=…`) stays as it was.
+fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
+    let (head, query) = match url.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (url, None),
+    };
+    let (base, _) = head
+        .split_once("://")
+        .and_then(|(_, rest)| rest.contains('/').then(|| head.rsplit_once('/')))
+        .flatten()
+        .context("DATABASE_URL names no database")?;
+    Ok(match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    })
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
@@ -869,4 +886,29 @@ fn report(
     std::fs::write(dir.join("bench.json"), serde_json::to_string_pretty(&doc)?)?;
     eprintln!("xtask: wrote {} and bench.json", dir.join("bench.md").display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn the_bench_database_replaces_only_the_database_name() {
+        let pg = |u: &str| with_database(u, "latch_bench_1").unwrap();
+        assert_eq!(
+            pg("postgres://postgres@127.0.0.1:5432/test"),
+            "postgres://postgres@127.0.0.1:5432/latch_bench_1"
+        );
+        // A Unix socket is a query with slashes in it; it stays, the database changes.
+        assert_eq!(
+            pg("postgres://postgres@localhost/test?host=/var/run/postgresql"),
+            "postgres://postgres@localhost/latch_bench_1?host=/var/run/postgresql"
+        );
+        assert_eq!(
+            pg("postgres://u:p@db/app?sslmode=require&application_name=x"),
+            "postgres://u:p@db/latch_bench_1?sslmode=require&application_name=x"
+        );
+        assert!(with_database("postgres://postgres@127.0.0.1:5432", "x").is_err());
+        assert!(with_database("postgres://h?host=/tmp", "x").is_err());
+    }
 }

@@ -110,14 +110,11 @@ pub struct DatabaseSettings {
 }
 
 impl DatabaseSettings {
-    /// The pool size: `max_connections`, or when it is 0 the sizes `cargo xtask bench` found
-    /// best on 2 cores (issue 8): 16 on Postgres, where a backend per connection keeps 16
-    /// concurrent requests from queueing for the pool, and 4 on SQLite, where each
-    /// connection is a thread with its own page cache and more bought nothing but memory.
+    /// The pool size: `max_connections`, or when it is 0 [`store::default_pool_size`] (16 on
+    /// Postgres, 4 on SQLite).
     pub fn pool_size(&self) -> u32 {
         match self.max_connections {
-            0 if self.url.starts_with("postgres") => 16,
-            0 => 4,
+            0 => store::default_pool_size(&self.url),
             n => n,
         }
     }

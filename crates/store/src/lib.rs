@@ -46,6 +46,15 @@ pub struct PoolSettings {
     pub schema: Option<String>,
 }
 
+/// The pool size for a database URL when the settings leave it open: the sizes `cargo xtask
+/// bench` found best on 2 cores (issue 8): 16 on Postgres, where a backend per connection keeps
+/// 16 concurrent requests from queueing for the pool, and 4 on SQLite, where each connection
+/// is a thread with its own page cache and more bought nothing but memory. `latch` and the
+/// bench's ceilings (`latch-baseline`) both size their pools by it.
+pub fn default_pool_size(url: &str) -> u32 {
+    if url.starts_with("postgres") { 16 } else { 4 }
+}
+
 impl Default for PoolSettings {
     fn default() -> Self {
         PoolSettings {

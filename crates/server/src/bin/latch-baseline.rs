@@ -4,7 +4,8 @@
 //! - `GET /pk/{id}`: one primary-key lookup in its own `bench_kv` table (the database ceiling).
 //!
 //! `latch-baseline --database URL --listen ADDR [--rows N] [--max-connections N]`; started and
-//! stopped by `cargo xtask bench`.
+//! stopped by `cargo xtask bench`. The pool defaults to the size `latch` picks for the same
+//! URL (`store::default_pool_size`: 16 on Postgres, 4 on SQLite).
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
@@ -49,7 +50,11 @@ async fn main() -> anyhow::Result<()> {
     let url = arg("--database").context("--database URL")?;
     let listen = arg("--listen").unwrap_or_else(|| "127.0.0.1:8089".into());
     let rows: u32 = arg("--rows").and_then(|r| r.parse().ok()).unwrap_or(10_000);
-    let max_connections = arg("--max-connections").and_then(|r| r.parse().ok()).unwrap_or(8);
+    // The pool `latch` gets on the same URL unless told otherwise, so a ceiling is measured
+    // with as many database connections as the routes it is compared with.
+    let max_connections = arg("--max-connections")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| store::default_pool_size(&url));
     let db = Db::connect(
         &url,
         &PoolSettings {
