@@ -9,13 +9,14 @@
 //!    valid code.
 //! 3. Drives each route for `--duration` seconds at each connection count with a load generator
 //!    that computes codes (reqwest + an HDR histogram per connection). The baselines run before
-//!    and after Latch's routes, and each ratio is taken against their mean, since the machine's
-//!    speed drifts during a run: `latch-baseline`'s primary-key lookup through the same actix +
-//!    sea-orm stack on Postgres and on SQLite, and its no-I/O handler. The generator shares the
-//!    machine with the server.
+//!    and after Latch's routes, and each route's own ceiling again right after it at the same
+//!    connection count, since the machine's speed drifts during a run: `latch-baseline`'s
+//!    primary-key lookup through the same actix + sea-orm stack on Postgres and on SQLite, and
+//!    its no-I/O handler. Each route gets two ratios: to the mean of all its ceiling's runs, and
+//!    to the run right after it. The generator shares the machine with the server.
 //! 4. Measures one rate-limiter check in process and in Redis (`REDIS_URL`).
 //! 5. Prints the table (route, requests/s, p50, p99, p99.9, errors, server RSS, CPU time per
-//!    request of the server and of Postgres, ratio to its baseline) and writes it as JSON and
+//!    request of the server and of Postgres, both ratios) and writes it as JSON and
 //!    Markdown under `target/bench/`.
 
 use crate::{cargo, root, run, target_dir};
@@ -175,6 +176,9 @@ struct Row {
     server_cpu_us: f64,
     db_cpu_us: Option<f64>,
     baseline: Option<String>,
+    /// This route's rate over its ceiling's, measured right after it at the same connection
+    /// count (the machine's speed drifts within minutes; the neighbouring run drifts least).
+    next_ratio: Option<f64>,
     note: String,
 }
 
@@ -274,6 +278,7 @@ async fn drive(
         server_cpu_us,
         db_cpu_us,
         baseline: t.baseline.clone(),
+        next_ratio: None,
         note: if ran_out {
             format!("seeded users used up after {elapsed:.1} s")
         } else {
@@ -648,19 +653,40 @@ async fn measure(
     if let Some(only) = &o.routes {
         targets.retain(|t| only.contains(&t.name));
     }
+    // Each route's ceiling runs again right after it, served by a `latch-baseline` that stays
+    // up beside Latch (idle while Latch is measured, and the other way round).
+    let (name, db) = match pg_url.as_deref() {
+        Some(pg) if o.backend == "postgres" => ("pk postgres".to_owned(), pg.to_owned()),
+        _ => ("pk sqlite".to_owned(), sqlite_ceiling(work)),
+    };
+    let (next, next_targets) = ceiling(release, &name, &db, true)?;
     for c in &o.connections {
         for t in &targets {
-            let row = drive(t, *c, o.duration, &server, o.backend == "postgres").await?;
+            let mut row = drive(t, *c, o.duration, &server, o.backend == "postgres").await?;
             progress(&row);
-            rows.push(row);
             tokio::time::sleep(Duration::from_millis(500)).await;
+            if let Some(ct) = next_targets
+                .iter()
+                .find(|ct| Some(&ct.name) == t.baseline.as_ref())
+            {
+                let mut ceiling = drive(ct, *c, o.duration, &next, db.starts_with("postgres")).await?;
+                ceiling.note = format!("ceiling, measured right after {}", t.name);
+                progress(&ceiling);
+                row.next_ratio = Some(row.rps / ceiling.rps.max(0.001));
+                rows.push(row);
+                rows.push(ceiling);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            } else {
+                rows.push(row);
+            }
         }
     }
+    drop(next);
     let (_, peak) = server.rss_mb();
     drop(server);
 
     // The ceilings again: the machine's speed drifts during a run, so each ratio is taken
-    // against the mean of the ceilings measured before and after Latch's routes.
+    // against the mean of all the ceiling's runs as well as against the run right after it.
     rows.extend(ceilings(o, release, work, pg_url.as_deref(), "after").await?);
     let mut extra = vec![("latch peak RSS (MB)".to_owned(), format!("{peak:.1}"))];
     extra.extend(limiter_cost().await);
@@ -681,39 +707,9 @@ async fn ceilings(
     if let Some(pg) = pg_url {
         baselines.push(("pk postgres".into(), pg.to_owned()));
     }
-    baselines.push((
-        "pk sqlite".into(),
-        format!("sqlite://{}/baseline.db", work.display()),
-    ));
+    baselines.push(("pk sqlite".into(), sqlite_ceiling(work)));
     for (i, (name, db)) in baselines.iter().enumerate() {
-        let port = free_port()?;
-        let b = Proc(
-            Command::new(release.join("latch-baseline"))
-                .args(["--database", db, "--listen", &format!("127.0.0.1:{port}")])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()?,
-        );
-        crate::sdk::wait_until_up(port)?;
-        let base = format!("http://127.0.0.1:{port}");
-        let mut ts = vec![Target {
-            name: name.clone(),
-            base: base.clone(),
-            auth: None,
-            expect: 200,
-            make: Arc::new(|i| Some((reqwest::Method::GET, format!("/pk/k{}", i % 10_000), None))),
-            baseline: None,
-        }];
-        if i == 0 {
-            ts.push(Target {
-                name: "noop".into(),
-                base,
-                auth: None,
-                expect: 200,
-                make: Arc::new(|_| Some((reqwest::Method::GET, "/noop".into(), None))),
-                baseline: None,
-            });
-        }
+        let (b, ts) = ceiling(release, name, db, i == 0)?;
         for c in &o.connections {
             for t in &ts {
                 let mut row = drive(t, *c, o.duration, &b, db.starts_with("postgres")).await?;
@@ -724,6 +720,45 @@ async fn ceilings(
         }
     }
     Ok(rows)
+}
+
+/// The SQLite database of the primary-key ceiling.
+fn sqlite_ceiling(work: &Path) -> String {
+    format!("sqlite://{}/baseline.db", work.display())
+}
+
+/// A running `latch-baseline` on `db` and its targets: the primary-key lookup named `name`,
+/// and with `noop` the handler with no I/O.
+fn ceiling(release: &Path, name: &str, db: &str, noop: bool) -> anyhow::Result<(Proc, Vec<Target>)> {
+    let port = free_port()?;
+    let b = Proc(
+        Command::new(release.join("latch-baseline"))
+            .args(["--database", db, "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    crate::sdk::wait_until_up(port)?;
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ts = vec![Target {
+        name: name.to_owned(),
+        base: base.clone(),
+        auth: None,
+        expect: 200,
+        make: Arc::new(|i| Some((reqwest::Method::GET, format!("/pk/k{}", i % 10_000), None))),
+        baseline: None,
+    }];
+    if noop {
+        ts.push(Target {
+            name: "noop".into(),
+            base,
+            auth: None,
+            expect: 200,
+            make: Arc::new(|_| Some((reqwest::Method::GET, "/noop".into(), None))),
+            baseline: None,
+        });
+    }
+    Ok((b, ts))
 }
 
 /// The cost of one rate-limiter check: in process (governor), and in Redis (one EVALSHA round
@@ -817,7 +852,7 @@ fn report(
     before: &str,
     after: &str,
 ) -> anyhow::Result<()> {
-    // The mean of the ceiling's runs (before and after Latch's routes).
+    // The mean of the ceiling's runs (before, between and after Latch's routes).
     let baseline_rps = |name: &str, c: usize| {
         let runs: Vec<f64> = rows
             .iter()
@@ -829,8 +864,8 @@ fn report(
     let mut md = format!(
         "# cargo xtask bench\n\nbackend {}, {} s per route, connections {:?}, {} seeded users; \
          the load generator shares the machine with the server.\n\nmachine load before: {before}; after: {after}\n\n\
-         | route | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors | server RSS MB | server CPU µs/req | Postgres CPU µs/req | × baseline | note |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         | route | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors | server RSS MB | server CPU µs/req | Postgres CPU µs/req | × baseline | × ceiling right after | note |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         o.backend,
         o.duration.as_secs(),
         o.connections,
@@ -846,7 +881,7 @@ fn report(
             .map(|(b, x)| format!("{x:.2} × {b}"))
             .unwrap_or_else(|| "—".into());
         md.push_str(&format!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.1} | {:.0} | {} | {} | {} |\n",
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.1} | {:.0} | {} | {} | {} | {} |\n",
             r.route,
             r.connections,
             r.rps,
@@ -860,6 +895,9 @@ fn report(
                 .map(|c| format!("{c:.0}"))
                 .unwrap_or_else(|| "—".into()),
             ratio_text,
+            r.next_ratio
+                .map(|x| format!("{x:.2}"))
+                .unwrap_or_else(|| "—".into()),
             r.note
         ));
         json_rows.push(json!({
@@ -867,7 +905,8 @@ fn report(
             "requests_per_sec": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "p999_ms": r.p999_ms,
             "errors": r.errors, "server_rss_mb": r.rss_mb,
             "server_cpu_us_per_request": r.server_cpu_us, "postgres_cpu_us_per_request": r.db_cpu_us,
-            "baseline": r.baseline, "ratio_to_baseline": ratio.map(|(_, x)| x), "note": r.note,
+            "baseline": r.baseline, "ratio_to_baseline": ratio.map(|(_, x)| x),
+            "ratio_to_ceiling_right_after": r.next_ratio, "note": r.note,
         }));
     }
     md.push('\n');
