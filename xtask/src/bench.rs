@@ -467,19 +467,12 @@ async fn bench_run(o: &Opts) -> anyhow::Result<()> {
 /// `url` naming the database `name` instead of its own; the query (`?host=/var/run/postgresql`
 /// for a Unix socket, `?sslmode=…`) stays as it was.
 fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
-    let (head, query) = match url.split_once('?') {
-        Some((head, query)) => (head, Some(query)),
-        None => (url, None),
-    };
-    let (base, _) = head
-        .split_once("://")
-        .and_then(|(_, rest)| rest.contains('/').then(|| head.rsplit_once('/')))
-        .flatten()
-        .context("DATABASE_URL names no database")?;
-    Ok(match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    })
+    let mut u = reqwest::Url::parse(url).context("DATABASE_URL is not a URL")?;
+    if u.path().trim_start_matches('/').is_empty() {
+        bail!("DATABASE_URL names no database");
+    }
+    u.set_path(&format!("/{name}"));
+    Ok(u.into())
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
@@ -665,20 +658,22 @@ async fn measure(
             let mut row = drive(t, *c, o.duration, &server, o.backend == "postgres").await?;
             progress(&row);
             tokio::time::sleep(Duration::from_millis(500)).await;
-            if let Some(ct) = next_targets
+            let ct = next_targets
                 .iter()
-                .find(|ct| Some(&ct.name) == t.baseline.as_ref())
-            {
-                let mut ceiling = drive(ct, *c, o.duration, &next, db.starts_with("postgres")).await?;
-                ceiling.note = format!("ceiling, measured right after {}", t.name);
-                progress(&ceiling);
-                row.next_ratio = Some(row.rps / ceiling.rps.max(0.001));
-                rows.push(row);
-                rows.push(ceiling);
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            } else {
-                rows.push(row);
-            }
+                .find(|ct| Some(&ct.name) == t.baseline.as_ref());
+            let ceiling = match ct {
+                Some(ct) => {
+                    let mut ceiling = drive(ct, *c, o.duration, &next, db.starts_with("postgres")).await?;
+                    ceiling.note = format!("ceiling, measured right after {}", t.name);
+                    progress(&ceiling);
+                    row.next_ratio = Some(row.rps / ceiling.rps.max(0.001));
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    Some(ceiling)
+                }
+                None => None,
+            };
+            rows.push(row);
+            rows.extend(ceiling);
         }
     }
     drop(next);
