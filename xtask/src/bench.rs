@@ -1,5 +1,5 @@
 //! `cargo xtask bench [--backend postgres|sqlite] [--duration S] [--connections N[,N…]]
-//! [--users N] [--routes R[,R…]] [--bin-dir DIR]`: Latch's cost per request against this machine's own ceilings, in one run.
+//! [--users N] [--routes R[,R…]] [--bin-dir DIR] [--callgrind]`: Latch's cost per request against this machine's own ceilings, in one run.
 //!
 //! 1. Builds `latch` and `latch-baseline` with `--release --locked`.
 //! 2. Starts Latch on a fresh database (a new Postgres database under `DATABASE_URL`, or a
@@ -18,7 +18,11 @@
 //! 5. Prints the table (route, requests/s, p50, p99, p99.9, errors, server RSS, CPU time per
 //!    request of the server and of Postgres, both ratios) and writes it as JSON and
 //!    Markdown under `target/bench/`.
+//! 6. With `--callgrind`, runs both servers under callgrind and adds each route's server
+//!    instructions per request: the number to compare two builds by on a machine whose speed
+//!    drifts (`callgrind.rs`).
 
+use crate::callgrind::Callgrind;
 use crate::{cargo, root, run, target_dir};
 use anyhow::{Context, bail};
 use domain::ids::{self, Environment, Kind};
@@ -42,6 +46,9 @@ struct Opts {
     /// `--bin-dir DIR`: measure the `latch` and `latch-baseline` found there (another build,
     /// for an A/B comparison) instead of building this checkout.
     bin_dir: Option<PathBuf>,
+    /// `--callgrind`: the servers run under callgrind and each route reports the server's
+    /// instructions per request (see `callgrind.rs`).
+    callgrind: bool,
 }
 
 fn opts(args: &[String]) -> anyhow::Result<Opts> {
@@ -72,11 +79,13 @@ fn opts(args: &[String]) -> anyhow::Result<Opts> {
         users,
         routes,
         bin_dir: flag("--bin-dir").map(PathBuf::from),
+        callgrind: args.iter().any(|a| a == "--callgrind"),
     })
 }
 
-/// A child process killed when dropped.
-struct Proc(Child);
+/// A server process, killed when dropped; under callgrind when the bench runs with
+/// `--callgrind`.
+struct Proc(Child, Option<Arc<Callgrind>>);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -86,6 +95,27 @@ impl Drop for Proc {
 }
 
 impl Proc {
+    /// Starts `bin` with `args` (and the environment `env` sets), under `callgrind` if given.
+    fn spawn(
+        bin: &Path,
+        name: &str,
+        callgrind: Option<&Arc<Callgrind>>,
+        env: impl FnOnce(&mut Command),
+        args: &[&str],
+    ) -> anyhow::Result<Proc> {
+        let mut cmd = match callgrind {
+            Some(cg) => cg.command(bin, name),
+            None => Command::new(bin),
+        };
+        env(&mut cmd);
+        let child = cmd
+            .args(args)
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        Ok(Proc(child, callgrind.cloned()))
+    }
+
     /// Resident and peak resident memory in MB (`/proc/<pid>/status`).
     fn rss_mb(&self) -> (f64, f64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap_or_default();
@@ -175,6 +205,8 @@ struct Row {
     /// CPU time per request: the server process, and Postgres (when the route reads it).
     server_cpu_us: f64,
     db_cpu_us: Option<f64>,
+    /// `--callgrind`: the server's user-space instructions per request.
+    instructions_per_request: Option<f64>,
     baseline: Option<String>,
     /// This route's rate over its ceiling's, measured right after it at the same connection
     /// count (the machine's speed drifts within minutes; the neighbouring run drifts least).
@@ -207,6 +239,9 @@ async fn drive(
         .timeout(Duration::from_secs(30))
         .build()?;
     let next = Arc::new(AtomicUsize::new(0));
+    if let Some(cg) = &server.1 {
+        cg.start(server.0.id())?;
+    }
     let (server_cpu, db_cpu) = (server.cpu_micros(), postgres.then(postgres_cpu_micros));
     let deadline = Instant::now() + duration;
     let started = Instant::now();
@@ -261,6 +296,10 @@ async fn drive(
     }
     let elapsed = last.duration_since(started).as_secs_f64();
     let requests = all.len();
+    let instructions = match &server.1 {
+        Some(cg) => Some(cg.stop(server.0.id(), &format!("{} c={connections}", t.name))?),
+        None => None,
+    };
     let per_request = |micros: u64| micros as f64 / requests.max(1) as f64;
     let server_cpu_us = per_request(server.cpu_micros().saturating_sub(server_cpu));
     let db_cpu_us = db_cpu.map(|before| per_request(postgres_cpu_micros().saturating_sub(before)));
@@ -277,6 +316,7 @@ async fn drive(
         rss_mb: server.rss_mb().0,
         server_cpu_us,
         db_cpu_us,
+        instructions_per_request: instructions.map(|i| i as f64 / requests.max(1) as f64),
         baseline: t.baseline.clone(),
         next_ratio: None,
         note: if ran_out {
@@ -293,8 +333,12 @@ fn progress(row: &Row) {
         .db_cpu_us
         .map(|c| format!("  postgres {c:>4.0} µs"))
         .unwrap_or_default();
+    let instructions = row
+        .instructions_per_request
+        .map(|i| format!("  server instructions/req {i:.0}"))
+        .unwrap_or_default();
     eprintln!(
-        "xtask: {:<24} c={:<3} {:>8.0} req/s  p99 {:>7.2} ms  errors {}  cpu/req: server {:>4.0} µs{db}",
+        "xtask: {:<24} c={:<3} {:>8.0} req/s  p99 {:>7.2} ms  errors {}  cpu/req: server {:>4.0} µs{db}{instructions}",
         row.route, row.connections, row.rps, row.p99_ms, row.errors, row.server_cpu_us
     );
 }
@@ -455,7 +499,22 @@ async fn bench_run(o: &Opts) -> anyhow::Result<()> {
     } else {
         sqlite_url.clone()
     };
-    let result = measure(o, &release, &work, &latch_db, pg_db.as_ref().map(|p| p.2.clone())).await;
+    let callgrind = if o.callgrind {
+        Some(Arc::new(Callgrind::new(
+            target_dir().join("bench").join("callgrind"),
+        )?))
+    } else {
+        None
+    };
+    let result = measure(
+        o,
+        &release,
+        callgrind.as_ref(),
+        &work,
+        &latch_db,
+        pg_db.as_ref().map(|p| p.2.clone()),
+    )
+    .await;
     if let Some((url, name, _)) = &pg_db {
         let _ = psql(url, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
     }
@@ -511,6 +570,7 @@ type Measured = (Vec<Row>, Vec<(String, String)>);
 async fn measure(
     o: &Opts,
     release: &Path,
+    callgrind: Option<&Arc<Callgrind>>,
     work: &Path,
     latch_db: &str,
     pg_url: Option<String>,
@@ -531,16 +591,16 @@ async fn measure(
         p["secret"].as_str().unwrap_or("").to_owned(),
     );
     let users = Arc::new(seed(latch_db, &auth.0, &ring, o.users).await?);
-    let mut rows = ceilings(o, release, work, pg_url.as_deref(), "before").await?;
+    let mut rows = ceilings(o, release, callgrind, work, pg_url.as_deref(), "before").await?;
     let port = free_port()?;
-    let mut serve = Command::new(&latch);
-    latch_env(&mut serve, work, latch_db, &ring);
-    let server = Proc(
-        serve
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .spawn()?,
-    );
+    let listen = format!("127.0.0.1:{port}");
+    let server = Proc::spawn(
+        &latch,
+        "latch",
+        callgrind,
+        |c| latch_env(c, work, latch_db, &ring),
+        &["serve", "--listen", &listen],
+    )?;
     crate::sdk::wait_until_up(port)?;
     let base = format!("http://127.0.0.1:{port}");
     let n = users.len();
@@ -652,7 +712,7 @@ async fn measure(
         Some(pg) if o.backend == "postgres" => ("pk postgres".to_owned(), pg.to_owned()),
         _ => ("pk sqlite".to_owned(), sqlite_ceiling(work)),
     };
-    let (next, next_targets) = ceiling(release, &name, &db, true)?;
+    let (next, next_targets) = ceiling(release, callgrind, &name, &db, true)?;
     for c in &o.connections {
         for t in &targets {
             let mut row = drive(t, *c, o.duration, &server, o.backend == "postgres").await?;
@@ -682,7 +742,7 @@ async fn measure(
 
     // The ceilings again: the machine's speed drifts during a run, so each ratio is taken
     // against the mean of all the ceiling's runs as well as against the run right after it.
-    rows.extend(ceilings(o, release, work, pg_url.as_deref(), "after").await?);
+    rows.extend(ceilings(o, release, callgrind, work, pg_url.as_deref(), "after").await?);
     let mut extra = vec![("latch peak RSS (MB)".to_owned(), format!("{peak:.1}"))];
     extra.extend(limiter_cost().await);
     Ok((rows, extra))
@@ -693,6 +753,7 @@ async fn measure(
 async fn ceilings(
     o: &Opts,
     release: &Path,
+    callgrind: Option<&Arc<Callgrind>>,
     work: &Path,
     pg_url: Option<&str>,
     phase: &str,
@@ -704,7 +765,7 @@ async fn ceilings(
     }
     baselines.push(("pk sqlite".into(), sqlite_ceiling(work)));
     for (i, (name, db)) in baselines.iter().enumerate() {
-        let (b, ts) = ceiling(release, name, db, i == 0)?;
+        let (b, ts) = ceiling(release, callgrind, name, db, i == 0)?;
         for c in &o.connections {
             for t in &ts {
                 let mut row = drive(t, *c, o.duration, &b, db.starts_with("postgres")).await?;
@@ -724,15 +785,24 @@ fn sqlite_ceiling(work: &Path) -> String {
 
 /// A running `latch-baseline` on `db` and its targets: the primary-key lookup named `name`,
 /// and with `noop` the handler with no I/O.
-fn ceiling(release: &Path, name: &str, db: &str, noop: bool) -> anyhow::Result<(Proc, Vec<Target>)> {
+fn ceiling(
+    release: &Path,
+    callgrind: Option<&Arc<Callgrind>>,
+    name: &str,
+    db: &str,
+    noop: bool,
+) -> anyhow::Result<(Proc, Vec<Target>)> {
     let port = free_port()?;
-    let b = Proc(
-        Command::new(release.join("latch-baseline"))
-            .args(["--database", db, "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
+    let listen = format!("127.0.0.1:{port}");
+    let b = Proc::spawn(
+        &release.join("latch-baseline"),
+        "latch-baseline",
+        callgrind,
+        |c| {
+            c.stderr(Stdio::null());
+        },
+        &["--database", db, "--listen", &listen],
+    )?;
     crate::sdk::wait_until_up(port)?;
     let base = format!("http://127.0.0.1:{port}");
     let mut ts = vec![Target {
@@ -859,12 +929,20 @@ fn report(
     let mut md = format!(
         "# cargo xtask bench\n\nbackend {}, {} s per route, connections {:?}, {} seeded users; \
          the load generator shares the machine with the server.\n\nmachine load before: {before}; after: {after}\n\n\
-         | route | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors | server RSS MB | server CPU µs/req | Postgres CPU µs/req | × baseline | × ceiling right after | note |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         {}\
+         | route | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors | server RSS MB | server CPU µs/req | Postgres CPU µs/req | server instructions/req | × baseline | × ceiling right after | note |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         o.backend,
         o.duration.as_secs(),
         o.connections,
-        o.users
+        o.users,
+        if o.callgrind {
+            "The servers ran under callgrind (`--callgrind`): their rates, latencies and CPU times are \
+             valgrind's; compare the instructions per request, which do not depend on the machine's load. \
+             Dumps: `target/bench/callgrind/`.\n\n"
+        } else {
+            ""
+        }
     );
     let mut json_rows = Vec::new();
     for r in rows {
@@ -876,7 +954,7 @@ fn report(
             .map(|(b, x)| format!("{x:.2} × {b}"))
             .unwrap_or_else(|| "—".into());
         md.push_str(&format!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.1} | {:.0} | {} | {} | {} | {} |\n",
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.1} | {:.0} | {} | {} | {} | {} | {} |\n",
             r.route,
             r.connections,
             r.rps,
@@ -889,6 +967,9 @@ fn report(
             r.db_cpu_us
                 .map(|c| format!("{c:.0}"))
                 .unwrap_or_else(|| "—".into()),
+            r.instructions_per_request
+                .map(|i| format!("{i:.0}"))
+                .unwrap_or_else(|| "—".into()),
             ratio_text,
             r.next_ratio
                 .map(|x| format!("{x:.2}"))
@@ -900,6 +981,7 @@ fn report(
             "requests_per_sec": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "p999_ms": r.p999_ms,
             "errors": r.errors, "server_rss_mb": r.rss_mb,
             "server_cpu_us_per_request": r.server_cpu_us, "postgres_cpu_us_per_request": r.db_cpu_us,
+            "server_instructions_per_request": r.instructions_per_request,
             "baseline": r.baseline, "ratio_to_baseline": ratio.map(|(_, x)| x),
             "ratio_to_ceiling_right_after": r.next_ratio, "note": r.note,
         }));

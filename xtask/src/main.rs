@@ -11,6 +11,7 @@
 //!    never as passed, and is an error with `CI=true` or `--require-services`.
 
 mod bench;
+mod callgrind;
 mod codegen;
 mod release;
 mod sdk;
@@ -33,7 +34,7 @@ fn main() -> anyhow::Result<()> {
             eprintln!(
                 "usage: cargo xtask test [--require-services] [--no-sdk] | cargo xtask codegen [--check]\n\
                  \x20      cargo xtask release [--profile release|dev] [--out DIR]\n\
-                 \x20      cargo xtask bench [--backend postgres|sqlite] [--duration S] [--connections N[,N]] [--users N] [--routes R[,R]] [--bin-dir DIR]"
+                 \x20      cargo xtask bench [--backend postgres|sqlite] [--duration S] [--connections N[,N]] [--users N] [--routes R[,R]] [--bin-dir DIR] [--callgrind]"
             );
             std::process::exit(2);
         }
