@@ -112,6 +112,8 @@ pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<bool> {
 pub(crate) struct Counts {
     pub passed: u64,
     pub failed: u64,
+    /// Tests the runner skipped (pytest `1 skipped`, node `# skipped 1`): never passed.
+    pub skipped: u64,
 }
 
 impl Counts {
@@ -141,6 +143,8 @@ impl Counts {
             self.passed += num(n);
         } else if let Some(n) = line.strip_prefix("# fail ") {
             self.failed += num(n);
+        } else if let Some(n) = line.strip_prefix("# skipped ") {
+            self.skipped += num(n);
         } else if line.contains(" passed") && line.contains(" in ") && !line.starts_with(' ') {
             for part in line.split(" in ").next().unwrap_or("").split(',') {
                 let part = part.trim().trim_matches('=').trim();
@@ -148,6 +152,8 @@ impl Counts {
                     self.passed += num(part);
                 } else if part.ends_with(" failed") || part.ends_with(" error") || part.ends_with(" errors") {
                     self.failed += num(part);
+                } else if part.ends_with(" skipped") {
+                    self.skipped += num(part);
                 }
             }
         }
@@ -317,17 +323,37 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     println!("\nxtask: summary");
     let mut failed = false;
     let (mut total, mut skipped) = (Counts::default(), 0);
+    // A suite that ran can still have skipped some of its tests: they are shown, not passed.
+    let tests_skipped = |c: &Counts| {
+        if c.skipped > 0 {
+            format!(", {} SKIPPED (see the SKIPPED lines above)", c.skipped)
+        } else {
+            String::new()
+        }
+    };
     for (name, outcome) in &results {
         match outcome {
             Outcome::Passed(c) => {
                 total.passed += c.passed;
-                println!("  passed   {name}: {} passed, {} failed", c.passed, c.failed);
+                total.skipped += c.skipped;
+                println!(
+                    "  passed   {name}: {} passed, {} failed{}",
+                    c.passed,
+                    c.failed,
+                    tests_skipped(c)
+                );
             }
             Outcome::Failed(c) => {
                 failed = true;
                 total.passed += c.passed;
                 total.failed += c.failed.max(1);
-                println!("  FAILED   {name}: {} passed, {} failed", c.passed, c.failed);
+                total.skipped += c.skipped;
+                println!(
+                    "  FAILED   {name}: {} passed, {} failed{}",
+                    c.passed,
+                    c.failed,
+                    tests_skipped(c)
+                );
             }
             Outcome::Skipped(why) => {
                 failed |= require;
@@ -337,8 +363,8 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         }
     }
     println!(
-        "xtask: {} passed, {} failed, {skipped} skipped",
-        total.passed, total.failed
+        "xtask: {} passed, {} failed, {skipped} suites skipped, {} tests skipped",
+        total.passed, total.failed, total.skipped
     );
     if failed {
         bail!(
@@ -360,5 +386,26 @@ fn redact(url: &str) -> String {
             format!("{}{}@{}", &url[..s + 3], user, &url[at + 1..])
         }
         _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Counts;
+
+    #[test]
+    fn the_summary_counts_what_each_runner_says_it_skipped() {
+        let mut c = Counts::default();
+        for line in [
+            "test result: ok. 33 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out",
+            "# pass 87",
+            "# fail 0",
+            "# skipped 1",
+            "2 passed, 1 skipped in 131.92s (0:02:11)",
+            "==== 1 failed, 4 passed, 2 skipped in 3.1s ====",
+        ] {
+            c.read(line);
+        }
+        assert_eq!((c.passed, c.failed, c.skipped), (33 + 87 + 2 + 4, 1, 1 + 1 + 2));
     }
 }

@@ -4,13 +4,17 @@
 use crate::error::ApiError;
 use crate::limits::Limits;
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, http::header, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, http::header, web};
 use domain::model::Project;
 use domain::service::Latch;
 use futures::future::LocalBoxFuture;
 
 /// The project a request authenticated as.
 pub(crate) struct Authed(pub Project);
+
+/// The Basic credentials as the request-id middleware parsed them (it needs the project's
+/// environment first), left in the request's extensions so the header is decoded once.
+pub(crate) struct Presented(pub(crate) (String, String));
 
 /// `(project_id, secret)` from `Authorization: Basic …`, if the header has that shape.
 pub(crate) fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
@@ -30,7 +34,11 @@ impl FromRequest for Authed {
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let creds = basic_credentials(req);
+        let creds = req
+            .extensions_mut()
+            .remove::<Presented>()
+            .map(|p| p.0)
+            .or_else(|| basic_credentials(req));
         let latch = req.app_data::<web::Data<Latch>>().cloned();
         let limits = req.app_data::<web::Data<Limits>>().cloned();
         let req = req.clone();

@@ -31,21 +31,24 @@ use utoipa_swagger_ui::SwaggerUi;
 
 pub use error::{ApiError, ErrorBody};
 
-/// Registers every `/v1` route (the one list the OpenAPI document is collected from).
+/// Registers every `/v1` route (the one list the OpenAPI document is collected from). actix
+/// tries the routes in this order and a templated path costs a regex match, so the fixed paths
+/// come first: a TOTP request would otherwise run four `/v1/users/{…}` regexes before its own
+/// route (issue 8). No fixed path here matches a template with the same method.
 fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.service(routes::create_user)
+    cfg.service(routes::authenticate_totp)
+        .service(routes::recovery_codes)
+        .service(routes::recover_totp)
+        .service(routes::create_totp)
+        .service(routes::authenticate_session)
+        .service(routes::list_sessions)
+        .service(routes::revoke_session)
+        .service(routes::create_user)
         .service(routes::search_users)
         .service(routes::get_user)
         .service(routes::update_user)
         .service(routes::delete_user)
         .service(routes::delete_totp)
-        .service(routes::create_totp)
-        .service(routes::authenticate_totp)
-        .service(routes::recovery_codes)
-        .service(routes::recover_totp)
-        .service(routes::authenticate_session)
-        .service(routes::list_sessions)
-        .service(routes::revoke_session)
         .service(routes::jwks);
 }
 

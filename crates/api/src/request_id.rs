@@ -24,18 +24,21 @@ pub fn current() -> String {
         .unwrap_or_else(|_| ids::mint(Kind::RequestId, Environment::Test))
 }
 
-/// The environment of the project named in a Basic Authorization header, if it parses.
-pub(crate) fn header_environment(req: &actix_web::HttpRequest) -> Option<Environment> {
-    let (project_id, _) = crate::auth::basic_credentials(req)?;
-    ids::project_environment(&project_id)
-}
-
 /// Middleware: assigns the id, opens the span, logs the outcome, sets `X-Request-Id`.
 pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let env = header_environment(req.request()).unwrap_or(Environment::Test);
+    // The word in the id is the environment of the project the Authorization header names;
+    // the parsed header stays with the request for the `Authed` extractor.
+    let creds = crate::auth::basic_credentials(req.request());
+    let env = creds
+        .as_ref()
+        .and_then(|(project_id, _)| ids::project_environment(project_id))
+        .unwrap_or(Environment::Test);
+    if let Some(c) = creds {
+        req.extensions_mut().insert(crate::auth::Presented(c));
+    }
     let request_id = ids::mint(Kind::RequestId, env);
     let span = tracing::info_span!("request", request_id = %request_id, method = %req.method());
     let started = Instant::now();

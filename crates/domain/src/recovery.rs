@@ -76,20 +76,34 @@ impl RecoveryCode {
 
     /// The display form `xxxx-xxxx-xxxx`.
     pub fn display(&self) -> String {
+        // Pushes, not `format!`: `recovery_codes` shows ten of these per TOTP (issue 8).
         let s = &self.0;
-        format!("{}-{}-{}", &s[0..4], &s[4..8], &s[8..12])
+        let mut out = String::with_capacity(14);
+        for (i, part) in [&s[0..4], &s[4..8], &s[8..12]].into_iter().enumerate() {
+            if i > 0 {
+                out.push('-');
+            }
+            out.push_str(part);
+        }
+        out
     }
 }
 
 /// Trimmed, lower-cased, hyphens and spaces removed; `Some` only if 12 `[a-z0-9]` remain.
 pub fn normalise(input: &str) -> Option<String> {
-    let n: String = input
-        .trim()
-        .chars()
-        .filter(|c| *c != '-' && *c != ' ')
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    (n.len() == 12 && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())).then_some(n)
+    // Byte by byte into a 12-byte buffer: any byte outside `[A-Za-z0-9 -]` (multi-byte UTF-8
+    // included) or a 13th symbol rejects the input without building the rest.
+    let mut n = String::with_capacity(12);
+    for b in input.trim().bytes() {
+        match b {
+            b'-' | b' ' => {}
+            b'a'..=b'z' | b'0'..=b'9' | b'A'..=b'Z' if n.len() < 12 => {
+                n.push(char::from(b.to_ascii_lowercase()))
+            }
+            _ => return None,
+        }
+    }
+    (n.len() == 12).then_some(n)
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ use domain::model::{FoundRecoveryCode, StoredRecoveryCode, StoredTotp};
 use domain::ports::With;
 use sea_orm::{DatabaseBackend, FromQueryResult, QueryResult, Statement, Value};
 use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 
 /// `encode(col, 'hex')` / `hex(col)`: sealed bytes inside JSON.
 fn hex(backend: DatabaseBackend, col: &str) -> String {
@@ -45,7 +47,9 @@ fn json_rows(backend: DatabaseBackend, cols: &[&str], from: &str) -> String {
 }
 
 /// The statement: parameters are `$1` project, `$2` user id or external id, `$3` now, then
-/// the index candidates. (sqlx binds `$N` by its number on SQLite too.)
+/// the index candidates. (sqlx binds `$N` by its number on SQLite too.) Its text is built once
+/// per shape and kept: formatting it cost about a tenth of a `recovery_codes` request's
+/// instructions (issue 8, `cargo xtask bench --callgrind`).
 pub(crate) fn statement(
     backend: DatabaseBackend,
     project_id: &str,
@@ -53,6 +57,47 @@ pub(crate) fn statement(
     now: i64,
     with: With<'_>,
 ) -> Statement {
+    let (external, user) = match r {
+        UserRef::Id(id) => (false, id),
+        UserRef::External(ext) => (true, ext),
+    };
+    let mut values: Vec<Value> = vec![project_id.into(), user.as_str().into(), now.into()];
+    if let With::CodeByIndex(candidates) = with {
+        values.extend(candidates.iter().map(|c| Value::from(c.clone())));
+    }
+    let shape = Shape {
+        postgres: backend == DatabaseBackend::Postgres,
+        external,
+        with: match with {
+            With::Nothing => 0,
+            With::TotpSecrets => 1,
+            With::UnusedCodes => 2,
+            With::CodeByIndex(c) => 3 + c.len(),
+        },
+    };
+    static TEXTS: LazyLock<Mutex<HashMap<Shape, Arc<str>>>> = LazyLock::new(Default::default);
+    let cached = TEXTS.lock().ok().and_then(|t| t.get(&shape).cloned());
+    let sql = cached.unwrap_or_else(|| {
+        let sql: Arc<str> = sql(backend, external, with).into();
+        if let Ok(mut t) = TEXTS.lock() {
+            t.insert(shape, sql.clone());
+        }
+        sql
+    });
+    Statement::from_sql_and_values(backend, sql.as_ref(), values)
+}
+
+/// What the statement's text depends on: the backend, the kind of user reference, and what is
+/// read with the user (with the number of index candidates).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Shape {
+    postgres: bool,
+    external: bool,
+    with: usize,
+}
+
+/// The statement's text for one shape.
+fn sql(backend: DatabaseBackend, external: bool, with: With<'_>) -> String {
     let secrets = with == With::TotpSecrets;
     // NULLs are typed (in the union's first branch) so Postgres resolves the column types.
     let null_text = if backend == DatabaseBackend::Postgres {
@@ -97,11 +142,7 @@ pub(crate) fn statement(
         ],
         &union,
     );
-    let (by, user) = match r {
-        UserRef::Id(id) => ("id", id),
-        UserRef::External(ext) => ("external_id", ext),
-    };
-    let mut values: Vec<Value> = vec![project_id.into(), user.as_str().into(), now.into()];
+    let by = if external { "external_id" } else { "id" };
     // The user's codes; which of them belong to a usable TOTP is decided against the factors
     // above (joining back to `totps` here cost more than the rest of the statement).
     let codes = |sealed: &str, filter: &str| {
@@ -126,7 +167,6 @@ pub(crate) fn statement(
         ),
         With::CodeByIndex(candidates) if !candidates.is_empty() => {
             let params: Vec<String> = (0..candidates.len()).map(|i| format!("${}", i + 4)).collect();
-            values.extend(candidates.iter().map(|c| Value::from(c.clone())));
             codes(
                 &format!("{null_text} AS key_id, {null_text} AS sealed"),
                 &format!("c.code_index IN ({}) LIMIT 1", params.join(", ")),
@@ -134,11 +174,10 @@ pub(crate) fn statement(
         }
         _ => "NULL".to_owned(),
     };
-    let sql = format!(
+    format!(
         "SELECT u.*, {factors} AS factors, {codes} AS codes \
          FROM users u WHERE u.project_id = $1 AND u.{by} = $2"
-    );
-    Statement::from_sql_and_values(backend, sql, values)
+    )
 }
 
 /// `true`/`false` on Postgres, `1`/`0` on SQLite.
@@ -244,19 +283,22 @@ impl Row {
     }
 
     /// Unused recovery codes of the usable TOTPs with their sealed text, in their original
-    /// order.
-    pub(crate) fn codes(&self) -> Result<Vec<StoredRecoveryCode>, Error> {
-        self.codes
-            .iter()
+    /// order. Takes them out of the row (moved, not copied: ten per TOTP).
+    pub(crate) fn take_codes(&mut self) -> Result<Vec<StoredRecoveryCode>, Error> {
+        std::mem::take(&mut self.codes)
+            .into_iter()
             .filter(|c| self.usable_totp(&c.totp_id).is_some())
-            .filter_map(|c| Some((c, c.key_id.as_ref()?, c.sealed.as_ref()?)))
-            .map(|(c, key_id, sealed)| {
+            .filter_map(|c| match (c.key_id, c.sealed) {
+                (Some(key_id), Some(sealed)) => Some((c.id, c.totp_id, key_id, sealed)),
+                _ => None,
+            })
+            .map(|(id, totp_id, key_id, sealed)| {
                 Ok(StoredRecoveryCode {
-                    id: c.id.clone(),
-                    totp_id: c.totp_id.clone(),
+                    id,
+                    totp_id,
                     sealed: Sealed {
-                        key_id: key_id.clone(),
-                        bytes: unhex(sealed)?,
+                        key_id,
+                        bytes: unhex(&sealed)?,
                     },
                 })
             })

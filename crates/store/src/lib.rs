@@ -1260,13 +1260,13 @@ impl domain::ports::Store for Db {
         let Some(res) = self.conn.query_one_raw(stmt).await.map_err(db_err)? else {
             return Ok(None);
         };
-        let row = bundle::Row::decode(&res)?;
+        let mut row = bundle::Row::decode(&res)?;
         let totps = match with {
             With::TotpSecrets => row.totps()?,
             _ => Vec::new(),
         };
         let codes = match with {
-            With::UnusedCodes => row.codes()?,
+            With::UnusedCodes => row.take_codes()?,
             _ => Vec::new(),
         };
         let found = match with {
