@@ -85,7 +85,7 @@ fn opts(args: &[String]) -> anyhow::Result<Opts> {
 
 /// A server process, killed when dropped; under callgrind when the bench runs with
 /// `--callgrind`.
-struct Proc(Child, Option<Arc<Callgrind>>);
+struct Proc(Child, Option<Callgrind>);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -98,13 +98,12 @@ impl Proc {
     /// Starts `bin` with `args` (and the environment `env` sets), under `callgrind` if given.
     fn spawn(
         bin: &Path,
-        name: &str,
-        callgrind: Option<&Arc<Callgrind>>,
+        callgrind: Option<&Callgrind>,
         env: impl FnOnce(&mut Command),
         args: &[&str],
     ) -> anyhow::Result<Proc> {
         let mut cmd = match callgrind {
-            Some(cg) => cg.command(bin, name),
+            Some(cg) => cg.command(bin),
             None => Command::new(bin),
         };
         env(&mut cmd);
@@ -500,9 +499,7 @@ async fn bench_run(o: &Opts) -> anyhow::Result<()> {
         sqlite_url.clone()
     };
     let callgrind = if o.callgrind {
-        Some(Arc::new(Callgrind::new(
-            target_dir().join("bench").join("callgrind"),
-        )?))
+        Some(Callgrind::new(target_dir().join("bench").join("callgrind"))?)
     } else {
         None
     };
@@ -570,7 +567,7 @@ type Measured = (Vec<Row>, Vec<(String, String)>);
 async fn measure(
     o: &Opts,
     release: &Path,
-    callgrind: Option<&Arc<Callgrind>>,
+    callgrind: Option<&Callgrind>,
     work: &Path,
     latch_db: &str,
     pg_url: Option<String>,
@@ -596,7 +593,6 @@ async fn measure(
     let listen = format!("127.0.0.1:{port}");
     let server = Proc::spawn(
         &latch,
-        "latch",
         callgrind,
         |c| latch_env(c, work, latch_db, &ring),
         &["serve", "--listen", &listen],
@@ -753,7 +749,7 @@ async fn measure(
 async fn ceilings(
     o: &Opts,
     release: &Path,
-    callgrind: Option<&Arc<Callgrind>>,
+    callgrind: Option<&Callgrind>,
     work: &Path,
     pg_url: Option<&str>,
     phase: &str,
@@ -787,7 +783,7 @@ fn sqlite_ceiling(work: &Path) -> String {
 /// and with `noop` the handler with no I/O.
 fn ceiling(
     release: &Path,
-    callgrind: Option<&Arc<Callgrind>>,
+    callgrind: Option<&Callgrind>,
     name: &str,
     db: &str,
     noop: bool,
@@ -796,7 +792,6 @@ fn ceiling(
     let listen = format!("127.0.0.1:{port}");
     let b = Proc::spawn(
         &release.join("latch-baseline"),
-        "latch-baseline",
         callgrind,
         |c| {
             c.stderr(Stdio::null());
@@ -910,6 +905,11 @@ async fn limiter_cost() -> Vec<(String, String)> {
     out
 }
 
+/// A table cell: the number with `decimals` places, or `—` where it was not measured.
+fn cell(v: Option<f64>, decimals: usize) -> String {
+    v.map(|x| format!("{x:.decimals$}")).unwrap_or_else(|| "—".into())
+}
+
 fn report(
     o: &Opts,
     rows: &[Row],
@@ -964,16 +964,10 @@ fn report(
             r.errors,
             r.rss_mb,
             r.server_cpu_us,
-            r.db_cpu_us
-                .map(|c| format!("{c:.0}"))
-                .unwrap_or_else(|| "—".into()),
-            r.instructions_per_request
-                .map(|i| format!("{i:.0}"))
-                .unwrap_or_else(|| "—".into()),
+            cell(r.db_cpu_us, 0),
+            cell(r.instructions_per_request, 0),
             ratio_text,
-            r.next_ratio
-                .map(|x| format!("{x:.2}"))
-                .unwrap_or_else(|| "—".into()),
+            cell(r.next_ratio, 2),
             r.note
         ));
         json_rows.push(json!({

@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+#[derive(Clone)]
 pub(crate) struct Callgrind {
     dir: PathBuf,
 }
@@ -32,9 +33,10 @@ impl Callgrind {
         Ok(Callgrind { dir })
     }
 
-    /// `bin` under callgrind, instrumentation off until a route switches it on. `name` prefixes
-    /// the dump files (`<name>.<pid>.out.<n>`).
-    pub(crate) fn command(&self, bin: &Path, name: &str) -> Command {
+    /// `bin` under callgrind, instrumentation off until a route switches it on. The binary's
+    /// name prefixes the dump files (`<name>.<pid>.out.<n>`).
+    pub(crate) fn command(&self, bin: &Path) -> Command {
+        let name = bin.file_name().unwrap_or_default().to_string_lossy();
         let mut cmd = Command::new("valgrind");
         cmd.args([
             "--tool=callgrind",

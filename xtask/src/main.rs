@@ -323,44 +323,33 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     println!("\nxtask: summary");
     let mut failed = false;
     let (mut total, mut skipped) = (Counts::default(), 0);
-    // A suite that ran can still have skipped some of its tests: they are shown, not passed.
-    let tests_skipped = |c: &Counts| {
-        if c.skipped > 0 {
-            format!(", {} SKIPPED (see the SKIPPED lines above)", c.skipped)
-        } else {
-            String::new()
-        }
-    };
     for (name, outcome) in &results {
-        match outcome {
-            Outcome::Passed(c) => {
-                total.passed += c.passed;
-                total.skipped += c.skipped;
-                println!(
-                    "  passed   {name}: {} passed, {} failed{}",
-                    c.passed,
-                    c.failed,
-                    tests_skipped(c)
-                );
-            }
+        let (label, c) = match outcome {
+            Outcome::Passed(c) => ("passed", c),
             Outcome::Failed(c) => {
                 failed = true;
-                total.passed += c.passed;
                 total.failed += c.failed.max(1);
-                total.skipped += c.skipped;
-                println!(
-                    "  FAILED   {name}: {} passed, {} failed{}",
-                    c.passed,
-                    c.failed,
-                    tests_skipped(c)
-                );
+                ("FAILED", c)
             }
             Outcome::Skipped(why) => {
                 failed |= require;
                 skipped += 1;
                 println!("  SKIPPED  {name}: {why}");
+                continue;
             }
-        }
+        };
+        total.passed += c.passed;
+        total.skipped += c.skipped;
+        // A suite that ran can still have skipped some of its tests: shown, never passed.
+        let tests_skipped = if c.skipped > 0 {
+            format!(", {} SKIPPED (see the SKIPPED lines above)", c.skipped)
+        } else {
+            String::new()
+        };
+        println!(
+            "  {label:<8} {name}: {} passed, {} failed{tests_skipped}",
+            c.passed, c.failed
+        );
     }
     println!(
         "xtask: {} passed, {} failed, {skipped} suites skipped, {} tests skipped",

@@ -79,12 +79,11 @@ impl RecoveryCode {
         // Pushes, not `format!`: `recovery_codes` shows ten of these per TOTP (issue 8).
         let s = &self.0;
         let mut out = String::with_capacity(14);
-        for (i, part) in [&s[0..4], &s[4..8], &s[8..12]].into_iter().enumerate() {
-            if i > 0 {
-                out.push('-');
-            }
-            out.push_str(part);
-        }
+        out.push_str(&s[0..4]);
+        out.push('-');
+        out.push_str(&s[4..8]);
+        out.push('-');
+        out.push_str(&s[8..12]);
         out
     }
 }
