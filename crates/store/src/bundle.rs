@@ -13,7 +13,7 @@ use domain::crypto::Sealed;
 use domain::ids::UserRef;
 use domain::model::{FoundRecoveryCode, StoredRecoveryCode, StoredTotp};
 use domain::ports::With;
-use sea_orm::{DatabaseBackend, FromQueryResult, QueryResult, Statement, Value};
+use sea_orm::{DatabaseBackend, QueryResult, Statement, Value};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -174,24 +174,106 @@ fn sql(backend: DatabaseBackend, external: bool, with: With<'_>) -> String {
         }
         _ => "NULL".to_owned(),
     };
+    let user_cols: Vec<String> = USER_COLUMNS.iter().map(|c| format!("u.{c}")).collect();
     format!(
-        "SELECT u.*, {factors} AS factors, {codes} AS codes \
-         FROM users u WHERE u.project_id = $1 AND u.{by} = $2"
+        "SELECT {}, {factors} AS factors, {codes} AS codes \
+         FROM users u WHERE u.project_id = $1 AND u.{by} = $2",
+        user_cols.join(", ")
     )
 }
 
-/// `true`/`false` on Postgres, `1`/`0` on SQLite.
-fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Flag {
-        Bool(bool),
-        Int(i64),
-    }
-    Ok(match Flag::deserialize(d)? {
-        Flag::Bool(b) => b,
-        Flag::Int(i) => i != 0,
+/// The user's columns in the statement, in the order [`user_at`] reads them: by position,
+/// because sea-orm's lookup by name formats each column's name into a new `String`.
+const USER_COLUMNS: [&str; 15] = [
+    "id",
+    "project_id",
+    "external_id",
+    "status",
+    "first_name",
+    "middle_name",
+    "last_name",
+    "trusted_metadata",
+    "untrusted_metadata",
+    "roles",
+    "failed_attempts",
+    "lock_created_at",
+    "lock_expires_at",
+    "created_at",
+    "updated_at",
+];
+
+/// The user row from the statement's first columns ([`USER_COLUMNS`]).
+fn user_at(res: &QueryResult) -> Result<user::Model, sea_orm::DbErr> {
+    let mut i = 0;
+    let mut next = || {
+        i += 1;
+        i - 1
+    };
+    Ok(user::Model {
+        id: res.try_get_by_index(next())?,
+        project_id: res.try_get_by_index(next())?,
+        external_id: res.try_get_by_index(next())?,
+        status: res.try_get_by_index(next())?,
+        first_name: res.try_get_by_index(next())?,
+        middle_name: res.try_get_by_index(next())?,
+        last_name: res.try_get_by_index(next())?,
+        trusted_metadata: res.try_get_by_index(next())?,
+        untrusted_metadata: res.try_get_by_index(next())?,
+        roles: res.try_get_by_index(next())?,
+        failed_attempts: res.try_get_by_index(next())?,
+        lock_created_at: res.try_get_by_index(next())?,
+        lock_expires_at: res.try_get_by_index(next())?,
+        created_at: res.try_get_by_index(next())?,
+        updated_at: res.try_get_by_index(next())?,
     })
+}
+
+/// `true`/`false` on Postgres, `1`/`0` on SQLite. A visitor, not an untagged enum: an untagged
+/// enum buffers each value and, on SQLite, built an error message for the `bool` it did not
+/// find before it tried the integer: eleven times per `recovery_codes` request, 6 % of its
+/// instructions (issue 8, `cargo xtask bench --backend sqlite --callgrind`).
+fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a boolean or 0/1")
+        }
+        fn visit_bool<E>(self, b: bool) -> Result<bool, E> {
+            Ok(b)
+        }
+        fn visit_i64<E>(self, i: i64) -> Result<bool, E> {
+            Ok(i != 0)
+        }
+        fn visit_u64<E>(self, i: u64) -> Result<bool, E> {
+            Ok(i != 0)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// Sealed bytes, sent as hex inside the JSON (`encode(…, 'hex')` is lowercase, SQLite's
+/// `hex()` uppercase) and decoded straight from the JSON text, without a `String` between.
+#[derive(Debug)]
+struct Hex(Vec<u8>);
+
+impl<'de> Deserialize<'de> for Hex {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Hex, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Hex;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("hex digits")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Hex, E> {
+                data_encoding::HEXLOWER_PERMISSIVE
+                    .decode(s.as_bytes())
+                    .map(Hex)
+                    .map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
 }
 
 /// One email, phone number or TOTP of the user: its fields in the order of the statement's
@@ -205,7 +287,7 @@ pub(crate) struct FactorRow {
     pub(crate) verified: bool,
     pub(crate) created_at: i64,
     key_id: Option<String>,
-    sealed: Option<String>,
+    sealed: Option<Hex>,
     expires_at: Option<i64>,
 }
 
@@ -215,16 +297,10 @@ struct CodeRow {
     id: String,
     totp_id: String,
     key_id: Option<String>,
-    sealed: Option<String>,
+    sealed: Option<Hex>,
     position: i64,
     #[serde(deserialize_with = "flag")]
     used: bool,
-}
-
-fn unhex(s: &str) -> Result<Vec<u8>, Error> {
-    data_encoding::HEXLOWER_PERMISSIVE
-        .decode(s.as_bytes())
-        .map_err(Error::internal)
 }
 
 /// What one bundle row holds.
@@ -236,9 +312,10 @@ pub(crate) struct Row {
 
 impl Row {
     pub(crate) fn decode(res: &QueryResult) -> Result<Row, Error> {
-        let user = user::Model::from_query_result(res, "").map_err(Error::internal)?;
-        let factors: String = res.try_get("", "factors").map_err(Error::internal)?;
-        let codes: Option<String> = res.try_get("", "codes").map_err(Error::internal)?;
+        let user = user_at(res).map_err(Error::internal)?;
+        let n = USER_COLUMNS.len();
+        let factors: String = res.try_get_by_index(n).map_err(Error::internal)?;
+        let codes: Option<String> = res.try_get_by_index(n + 1).map_err(Error::internal)?;
         let mut factors: Vec<FactorRow> = serde_json::from_str(&factors).map_err(Error::internal)?;
         factors.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         let mut codes: Vec<CodeRow> = match codes {
@@ -249,29 +326,28 @@ impl Row {
         Ok(Row { user, factors, codes })
     }
 
-    /// Usable TOTPs with their sealed secrets: verified first, then newest first.
-    pub(crate) fn totps(&self) -> Result<Vec<StoredTotp>, Error> {
-        let mut totps = self
+    /// Usable TOTPs with their sealed secrets (taken out of the row): verified first, then
+    /// newest first.
+    pub(crate) fn take_totps(&mut self) -> Vec<StoredTotp> {
+        let user_id = &self.user.id;
+        let mut totps: Vec<StoredTotp> = self
             .factors
-            .iter()
+            .iter_mut()
             .filter(|f| f.kind == "t")
-            .filter_map(|f| Some((f, f.key_id.as_ref()?, f.sealed.as_ref()?)))
-            .map(|(f, key_id, sealed)| {
-                Ok(StoredTotp {
+            .filter_map(|f| match (f.key_id.take(), f.sealed.take()) {
+                (Some(key_id), Some(Hex(bytes))) => Some(StoredTotp {
                     id: f.id.clone(),
-                    user_id: self.user.id.clone(),
+                    user_id: user_id.clone(),
                     verified: f.verified,
-                    secret: Sealed {
-                        key_id: key_id.clone(),
-                        bytes: unhex(sealed)?,
-                    },
+                    secret: Sealed { key_id, bytes },
                     expires_at: f.expires_at,
                     created_at: f.created_at,
-                })
+                }),
+                _ => None,
             })
-            .collect::<Result<Vec<_>, Error>>()?;
+            .collect();
         totps.sort_by_key(|t| std::cmp::Reverse((t.verified, t.created_at)));
-        Ok(totps)
+        totps
     }
 
     /// The usable TOTP with this id, if any: `Some(verified)`.
@@ -284,23 +360,17 @@ impl Row {
 
     /// Unused recovery codes of the usable TOTPs with their sealed text, in their original
     /// order. Takes them out of the row (moved, not copied: ten per TOTP).
-    pub(crate) fn take_codes(&mut self) -> Result<Vec<StoredRecoveryCode>, Error> {
+    pub(crate) fn take_codes(&mut self) -> Vec<StoredRecoveryCode> {
         std::mem::take(&mut self.codes)
             .into_iter()
             .filter(|c| self.usable_totp(&c.totp_id).is_some())
             .filter_map(|c| match (c.key_id, c.sealed) {
-                (Some(key_id), Some(sealed)) => Some((c.id, c.totp_id, key_id, sealed)),
+                (Some(key_id), Some(Hex(bytes))) => Some(StoredRecoveryCode {
+                    id: c.id,
+                    totp_id: c.totp_id,
+                    sealed: Sealed { key_id, bytes },
+                }),
                 _ => None,
-            })
-            .map(|(id, totp_id, key_id, sealed)| {
-                Ok(StoredRecoveryCode {
-                    id,
-                    totp_id,
-                    sealed: Sealed {
-                        key_id,
-                        bytes: unhex(&sealed)?,
-                    },
-                })
             })
             .collect()
     }
@@ -314,5 +384,20 @@ impl Row {
             totp_verified: self.usable_totp(&c.totp_id) == Some(true),
             used: c.used,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::USER_COLUMNS;
+    use crate::entity::user;
+    use sea_orm::{Iden, Iterable};
+
+    /// The statement reads the user by position: its column list must be the entity's, in the
+    /// entity's order, or a new column would be read into the wrong field.
+    #[test]
+    fn the_statement_reads_every_user_column_in_the_entitys_order() {
+        let entity: Vec<String> = user::Column::iter().map(|c| c.to_string()).collect();
+        assert_eq!(entity, USER_COLUMNS);
     }
 }

@@ -1262,11 +1262,11 @@ impl domain::ports::Store for Db {
         };
         let mut row = bundle::Row::decode(&res)?;
         let totps = match with {
-            With::TotpSecrets => row.totps()?,
+            With::TotpSecrets => row.take_totps(),
             _ => Vec::new(),
         };
         let codes = match with {
-            With::UnusedCodes => row.take_codes()?,
+            With::UnusedCodes => row.take_codes(),
             _ => Vec::new(),
         };
         let found = match with {
