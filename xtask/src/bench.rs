@@ -149,6 +149,11 @@ fn cpu_micros(stat: &Path) -> u64 {
     (ticks(11) + ticks(12)) * 10_000
 }
 
+/// The CPU time of this process: the load generator's.
+fn generator_cpu_micros() -> u64 {
+    cpu_micros(Path::new("/proc/self/stat"))
+}
+
 /// The CPU time of every Postgres process on the machine (the bench's database server), in µs.
 fn postgres_cpu_micros() -> u64 {
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -204,6 +209,8 @@ struct Row {
     /// CPU time per request: the server process, and Postgres (when the route reads it).
     server_cpu_us: f64,
     db_cpu_us: Option<f64>,
+    /// The load generator's own CPU (this process), which shares the cores with the server.
+    generator_cpu_us: f64,
     /// `--callgrind`: the server's user-space instructions per request.
     instructions_per_request: Option<f64>,
     baseline: Option<String>,
@@ -269,6 +276,7 @@ async fn drive(
         cg.start(server.0.id())?;
     }
     let (server_cpu, db_cpu) = (server.cpu_micros(), postgres.then(postgres_cpu_micros));
+    let generator_cpu = generator_cpu_micros();
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -331,6 +339,7 @@ async fn drive(
     let per_request = |micros: u64| micros as f64 / requests.max(1) as f64;
     let server_cpu_us = per_request(server.cpu_micros().saturating_sub(server_cpu));
     let db_cpu_us = db_cpu.map(|before| per_request(postgres_cpu_micros().saturating_sub(before)));
+    let generator_cpu_us = per_request(generator_cpu_micros().saturating_sub(generator_cpu));
     let ms = |q: f64| all.value_at_quantile(q) as f64 / 1000.0;
     Ok(Row {
         route: t.name.clone(),
@@ -344,6 +353,7 @@ async fn drive(
         rss_mb: server.rss_mb().0,
         server_cpu_us,
         db_cpu_us,
+        generator_cpu_us,
         instructions_per_request: instructions.map(|i| i as f64 / requests.max(1) as f64),
         baseline: t.baseline.clone(),
         next_ratio: None,
@@ -366,8 +376,8 @@ fn progress(row: &Row) {
         .map(|i| format!("  server instructions/req {i:.0}"))
         .unwrap_or_default();
     eprintln!(
-        "xtask: {:<24} c={:<3} {:>8.0} req/s  p99 {:>7.2} ms  errors {}  cpu/req: server {:>4.0} µs{db}{instructions}",
-        row.route, row.connections, row.rps, row.p99_ms, row.errors, row.server_cpu_us
+        "xtask: {:<24} c={:<3} {:>8.0} req/s  p99 {:>7.2} ms  errors {}  cpu/req: server {:>4.0} µs{db}  generator {:>4.0} µs{instructions}",
+        row.route, row.connections, row.rps, row.p99_ms, row.errors, row.server_cpu_us, row.generator_cpu_us
     );
 }
 
@@ -963,8 +973,8 @@ fn report(
         "# cargo xtask bench\n\nbackend {}, {} s per route, connections {:?}, {} seeded users; \
          the load generator shares the machine with the server.\n\nmachine load before: {before}; after: {after}\n\n\
          {}\
-         | route | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors | server RSS MB | server CPU µs/req | Postgres CPU µs/req | server instructions/req | × baseline | × ceiling right after | note |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         | route | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors | server RSS MB | server CPU µs/req | Postgres CPU µs/req | generator CPU µs/req | server instructions/req | × baseline | × ceiling right after | note |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         o.backend,
         o.duration.as_secs(),
         o.connections,
@@ -987,7 +997,7 @@ fn report(
             .map(|(b, x)| format!("{x:.2} × {b}"))
             .unwrap_or_else(|| "—".into());
         md.push_str(&format!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.1} | {:.0} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.1} | {:.0} | {} | {:.0} | {} | {} | {} | {} |\n",
             r.route,
             r.connections,
             r.rps,
@@ -998,6 +1008,7 @@ fn report(
             r.rss_mb,
             r.server_cpu_us,
             cell(r.db_cpu_us, 0),
+            r.generator_cpu_us,
             cell(r.instructions_per_request, 0),
             ratio_text,
             cell(r.next_ratio, 2),
@@ -1008,6 +1019,7 @@ fn report(
             "requests_per_sec": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "p999_ms": r.p999_ms,
             "errors": r.errors, "server_rss_mb": r.rss_mb,
             "server_cpu_us_per_request": r.server_cpu_us, "postgres_cpu_us_per_request": r.db_cpu_us,
+            "generator_cpu_us_per_request": r.generator_cpu_us,
             "server_instructions_per_request": r.instructions_per_request,
             "baseline": r.baseline, "ratio_to_baseline": ratio.map(|(_, x)| x),
             "ratio_to_ceiling_right_after": r.next_ratio, "note": r.note,
