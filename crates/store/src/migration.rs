@@ -60,6 +60,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m0001_initial::Migration),
             Box::new(m0002_sessions::Migration),
+            Box::new(m0003_fillfactor::Migration),
         ]
     }
 }
@@ -295,6 +296,42 @@ mod m0002_sessions {
                 false,
             )
             .await?;
+            Ok(())
+        }
+    }
+}
+
+/// Postgres: room in each heap page for the updates the hot path makes (a user's failure counter,
+/// a TOTP's last used step, a code's `used_at`, a session's last access). With the default
+/// fillfactor of 100 a freshly loaded page is full, so each such update moves the row to another
+/// page and inserts into every index of the table; with room on the page it is a HOT update that
+/// touches no index (issue 8). It applies to pages written from now on; `VACUUM FULL` rewrites
+/// the existing ones if wanted. SQLite has no such setting.
+mod m0003_fillfactor {
+    use super::*;
+
+    pub(super) struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m0003_fillfactor"
+        }
+    }
+
+    /// The tables whose rows the hot path updates in place.
+    const UPDATED: [&str; 4] = ["users", "totps", "recovery_codes", "sessions"];
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            if m.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+                return Ok(());
+            }
+            for t in UPDATED {
+                m.get_connection()
+                    .execute_unprepared(&format!("ALTER TABLE {t} SET (fillfactor = 80)"))
+                    .await?;
+            }
             Ok(())
         }
     }
