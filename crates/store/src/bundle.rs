@@ -13,7 +13,7 @@ use domain::crypto::Sealed;
 use domain::ids::UserRef;
 use domain::model::{FoundRecoveryCode, StoredRecoveryCode, StoredTotp};
 use domain::ports::With;
-use sea_orm::{DatabaseBackend, QueryResult, Statement, Value};
+use sea_orm::{DatabaseBackend, Iden, Iterable, QueryResult, Statement, Value};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -174,57 +174,43 @@ fn sql(backend: DatabaseBackend, external: bool, with: With<'_>) -> String {
         }
         _ => "NULL".to_owned(),
     };
-    let user_cols: Vec<String> = USER_COLUMNS.iter().map(|c| format!("u.{c}")).collect();
     format!(
         "SELECT {}, {factors} AS factors, {codes} AS codes \
          FROM users u WHERE u.project_id = $1 AND u.{by} = $2",
-        user_cols.join(", ")
+        user_columns()
     )
 }
 
-/// The user's columns in the statement, in the order [`user_at`] reads them: by position,
-/// because sea-orm's lookup by name formats each column's name into a new `String`.
-const USER_COLUMNS: [&str; 15] = [
-    "id",
-    "project_id",
-    "external_id",
-    "status",
-    "first_name",
-    "middle_name",
-    "last_name",
-    "trusted_metadata",
-    "untrusted_metadata",
-    "roles",
-    "failed_attempts",
-    "lock_created_at",
-    "lock_expires_at",
-    "created_at",
-    "updated_at",
-];
+/// The user's columns, `u.id, u.project_id, …`, in the entity's order, so that each sits at its
+/// `user::Column` discriminant: [`user_at`] reads them by position, because sea-orm's lookup by
+/// name formats each column's name into a new `String`.
+fn user_columns() -> String {
+    let cols: Vec<String> = user::Column::iter()
+        .map(|c| format!("u.{}", c.to_string()))
+        .collect();
+    cols.join(", ")
+}
 
-/// The user row from the statement's first columns ([`USER_COLUMNS`]).
+/// The user row from the statement's first columns ([`user_columns`]).
 fn user_at(res: &QueryResult) -> Result<user::Model, sea_orm::DbErr> {
-    let mut i = 0;
-    let mut next = || {
-        i += 1;
-        i - 1
-    };
+    use user::Column as C;
+    let at = |c: C| c as usize;
     Ok(user::Model {
-        id: res.try_get_by_index(next())?,
-        project_id: res.try_get_by_index(next())?,
-        external_id: res.try_get_by_index(next())?,
-        status: res.try_get_by_index(next())?,
-        first_name: res.try_get_by_index(next())?,
-        middle_name: res.try_get_by_index(next())?,
-        last_name: res.try_get_by_index(next())?,
-        trusted_metadata: res.try_get_by_index(next())?,
-        untrusted_metadata: res.try_get_by_index(next())?,
-        roles: res.try_get_by_index(next())?,
-        failed_attempts: res.try_get_by_index(next())?,
-        lock_created_at: res.try_get_by_index(next())?,
-        lock_expires_at: res.try_get_by_index(next())?,
-        created_at: res.try_get_by_index(next())?,
-        updated_at: res.try_get_by_index(next())?,
+        id: res.try_get_by_index(at(C::Id))?,
+        project_id: res.try_get_by_index(at(C::ProjectId))?,
+        external_id: res.try_get_by_index(at(C::ExternalId))?,
+        status: res.try_get_by_index(at(C::Status))?,
+        first_name: res.try_get_by_index(at(C::FirstName))?,
+        middle_name: res.try_get_by_index(at(C::MiddleName))?,
+        last_name: res.try_get_by_index(at(C::LastName))?,
+        trusted_metadata: res.try_get_by_index(at(C::TrustedMetadata))?,
+        untrusted_metadata: res.try_get_by_index(at(C::UntrustedMetadata))?,
+        roles: res.try_get_by_index(at(C::Roles))?,
+        failed_attempts: res.try_get_by_index(at(C::FailedAttempts))?,
+        lock_created_at: res.try_get_by_index(at(C::LockCreatedAt))?,
+        lock_expires_at: res.try_get_by_index(at(C::LockExpiresAt))?,
+        created_at: res.try_get_by_index(at(C::CreatedAt))?,
+        updated_at: res.try_get_by_index(at(C::UpdatedAt))?,
     })
 }
 
@@ -313,7 +299,7 @@ pub(crate) struct Row {
 impl Row {
     pub(crate) fn decode(res: &QueryResult) -> Result<Row, Error> {
         let user = user_at(res).map_err(Error::internal)?;
-        let n = USER_COLUMNS.len();
+        let n = user::Column::iter().count();
         let factors: String = res.try_get_by_index(n).map_err(Error::internal)?;
         let codes: Option<String> = res.try_get_by_index(n + 1).map_err(Error::internal)?;
         let mut factors: Vec<FactorRow> = serde_json::from_str(&factors).map_err(Error::internal)?;
@@ -389,15 +375,30 @@ impl Row {
 
 #[cfg(test)]
 mod tests {
-    use super::USER_COLUMNS;
+    use super::sql;
     use crate::entity::user;
-    use sea_orm::{Iden, Iterable};
+    use domain::ports::With;
+    use sea_orm::{DatabaseBackend, Iden, Iterable};
 
-    /// The statement reads the user by position: its column list must be the entity's, in the
-    /// entity's order, or a new column would be read into the wrong field.
+    /// The statement reads the user by position: it must list the entity's columns in the
+    /// entity's order, each at its `user::Column` discriminant, or a column would be read into
+    /// the wrong field.
     #[test]
     fn the_statement_reads_every_user_column_in_the_entitys_order() {
-        let entity: Vec<String> = user::Column::iter().map(|c| c.to_string()).collect();
-        assert_eq!(entity, USER_COLUMNS);
+        for (i, c) in user::Column::iter().enumerate() {
+            assert_eq!(c as usize, i, "{}", c.to_string());
+        }
+        let listed: Vec<String> = user::Column::iter()
+            .map(|c| format!("u.{}", c.to_string()))
+            .collect();
+        assert_eq!(listed[0], "u.id");
+        assert_eq!(listed.len(), 15);
+        for backend in [DatabaseBackend::Postgres, DatabaseBackend::Sqlite] {
+            let text = sql(backend, false, With::UnusedCodes);
+            assert!(
+                text.starts_with(&format!("SELECT {}, (SELECT", listed.join(", "))),
+                "{text}"
+            );
+        }
     }
 }
